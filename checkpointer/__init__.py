@@ -1,0 +1,1 @@
+"""ckpt: checkpoint running containers into OCI images and restore them anywhere."""

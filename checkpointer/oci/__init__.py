@@ -1,0 +1,1 @@
+"""OCI data plumbing: descriptors, manifests, digests, deterministic tars and image layouts."""

@@ -1,0 +1,239 @@
+"""An OCI image-layout directory (oci-layout, index.json, blobs/sha256), safe against crashes and races.
+
+Blobs are written to `ingest/` and renamed into place once their digest is known; index.json is
+replaced atomically under an exclusive lock, and only after every blob it names is present. So a
+killed writer leaves at most unreferenced files, which `gc()` removes.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+from ..errors import CorruptData, NotFound
+from . import annotations as ann
+from .digest import VerifyingReader, hex_of, sha256_digest
+from .model import Descriptor, Index, Manifest
+
+LAYOUT_FILE = {"imageLayoutVersion": "1.0.0"}
+
+
+class BlobWriter:
+    """A file-like sink that hashes what it is given; `commit()` moves it into the layout."""
+
+    def __init__(self, layout: "Layout") -> None:
+        self._layout = layout
+        fd, name = tempfile.mkstemp(dir=layout.root / "ingest", prefix="blob-")
+        # Held while writing, so a concurrent gc() leaves this file alone.
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        self._file = os.fdopen(fd, "wb")
+        self._path = Path(name)
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self._file.write(data)
+        self._hash.update(data)
+        self.size += len(data)
+        return len(data)
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def commit(self, media_type: str, annotations: dict[str, str] | None = None,
+               expected: str | None = None) -> Descriptor:
+        self._file.close()
+        digest = "sha256:" + self._hash.hexdigest()
+        if expected is not None and digest != expected:
+            self.abort()
+            raise CorruptData(f"blob digest mismatch: expected {expected}, got {digest}")
+        os.replace(self._path, self._layout.blob_path(digest))
+        return Descriptor(media_type, digest, self.size, annotations or {})
+
+    def abort(self) -> None:
+        self._file.close()
+        self._path.unlink(missing_ok=True)
+
+
+class Layout:
+    def __init__(self, root: Path, *, create: bool = False) -> None:
+        self.root = Path(root)
+        if create:
+            self._create()
+        elif not (self.root / "oci-layout").is_file():
+            raise NotFound(f"{self.root} is not an OCI image layout (no oci-layout file)")
+
+    def _create(self) -> None:
+        (self.root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
+        (self.root / "ingest").mkdir(exist_ok=True)
+        if not (self.root / "oci-layout").exists():
+            self._write_atomic("oci-layout", json.dumps(LAYOUT_FILE).encode())
+        if not (self.root / "index.json").exists():
+            self._write_atomic("index.json", Index(()).to_bytes())
+
+    # -- blobs ---------------------------------------------------------------------------------
+
+    def blob_path(self, digest: str) -> Path:
+        return self.root / "blobs" / "sha256" / hex_of(digest)
+
+    def has_blob(self, digest: str) -> bool:
+        return self.blob_path(digest).is_file()
+
+    def open_blob(self, desc: Descriptor) -> VerifyingReader:
+        try:
+            raw: BinaryIO = open(self.blob_path(desc.digest), "rb")
+        except FileNotFoundError:
+            raise NotFound(f"blob {desc.digest} is missing from {self.root}",
+                           hint="run `ckpt fsck` or pull the checkpoint again") from None
+        return VerifyingReader(raw, desc.digest, desc.size)
+
+    def read_blob(self, desc: Descriptor) -> bytes:
+        with self.open_blob(desc) as reader:
+            return reader.read()
+
+    def writer(self) -> BlobWriter:
+        (self.root / "ingest").mkdir(exist_ok=True)
+        return BlobWriter(self)
+
+    @contextmanager
+    def writing(self) -> Iterator[BlobWriter]:
+        """A BlobWriter that is removed again unless it was committed."""
+        writer = self.writer()
+        try:
+            yield writer
+        finally:
+            writer.abort()
+
+    def put_bytes(self, data: bytes, media_type: str, annotations: dict[str, str] | None = None) -> Descriptor:
+        digest = sha256_digest(data)
+        if not self.has_blob(digest):
+            with self.writing() as w:
+                w.write(data)
+                w.commit(media_type, expected=digest)
+        return Descriptor(media_type, digest, len(data), annotations or {})
+
+    def put_manifest(self, manifest: Manifest) -> Descriptor:
+        data = manifest.to_bytes()
+        desc = manifest.descriptor()
+        self.put_bytes(data, manifest.media_type)
+        return desc
+
+    def read_manifest(self, desc: Descriptor) -> Manifest:
+        return Manifest.from_bytes(self.read_blob(desc))
+
+    # -- index and tags ------------------------------------------------------------------------
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        with open(self.root / ".lock", "a+") as lockfile:
+            fcntl.flock(lockfile, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lockfile, fcntl.LOCK_UN)
+
+    def index(self) -> Index:
+        try:
+            data = (self.root / "index.json").read_bytes()
+        except FileNotFoundError:
+            raise CorruptData(f"{self.root}/index.json is missing", hint="run `ckpt fsck --repair`") from None
+        return Index.from_bytes(data)
+
+    def refs(self) -> list[tuple[str, Descriptor]]:
+        return [(d.annotations.get(ann.REF_NAME, ""), d) for d in self.index().manifests]
+
+    def resolve(self, ref_name: str) -> Descriptor:
+        for name, desc in self.refs():
+            if name == ref_name:
+                return desc
+        raise NotFound(f"no checkpoint named {ref_name!r} in {self.root}", hint="`ckpt ls` lists them")
+
+    def tag(self, ref_name: str, desc: Descriptor) -> None:
+        """Point `ref_name` at the manifest `desc`, whose blobs must all be present already."""
+        manifest = self.read_manifest(desc)
+        for blob in manifest.blobs():
+            if blob.media_type != "application/vnd.oci.empty.v1+json" and not self.has_blob(blob.digest):
+                raise CorruptData(f"refusing to tag {ref_name}: blob {blob.digest} is missing")
+        entry = desc.with_annotations({ann.REF_NAME: ref_name})
+        with self.locked():
+            kept = [d for d in self.index().manifests if d.annotations.get(ann.REF_NAME) != ref_name]
+            self._write_index(Index((*kept, entry)))
+
+    def untag(self, ref_name: str) -> Descriptor:
+        with self.locked():
+            index = self.index()
+            gone = [d for d in index.manifests if d.annotations.get(ann.REF_NAME) == ref_name]
+            if not gone:
+                raise NotFound(f"no checkpoint named {ref_name!r} in {self.root}")
+            self._write_index(Index(tuple(d for d in index.manifests if d not in gone)))
+        return gone[0]
+
+    def _write_index(self, index: Index) -> None:
+        self._write_atomic("index.json", json.dumps(index.to_json(), indent=2).encode())
+
+    def _write_atomic(self, name: str, data: bytes) -> None:
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=f".{name}.")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.root / name)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    # -- maintenance ---------------------------------------------------------------------------
+
+    def reachable(self) -> set[str]:
+        keep: set[str] = set()
+        for _, desc in self.refs():
+            keep.add(desc.digest)
+            if self.has_blob(desc.digest):
+                try:
+                    manifest = self.read_manifest(desc)
+                except CorruptData:
+                    continue
+                keep.update(b.digest for b in manifest.blobs())
+        return keep
+
+    def gc(self) -> int:
+        """Remove blobs no tag reaches and leftovers of interrupted writes; returns bytes freed."""
+        freed = 0
+        with self.locked():
+            keep = {hex_of(d) for d in self.reachable()}
+            for path in (self.root / "blobs" / "sha256").iterdir():
+                if path.name not in keep:
+                    freed += path.stat().st_size
+                    path.unlink()
+            for path in (self.root / "ingest").iterdir():
+                freed += _remove_if_abandoned(path)
+        return freed
+
+    def verify_blob(self, desc: Descriptor) -> None:
+        with self.open_blob(desc) as reader:
+            reader.drain()
+
+
+def _remove_if_abandoned(path: Path) -> int:
+    """Remove an ingest file unless a live writer still holds its lock."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return 0
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return 0
+    try:
+        size = os.fstat(fd).st_size
+        path.unlink(missing_ok=True)
+        return size
+    finally:
+        os.close(fd)

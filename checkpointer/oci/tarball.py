@@ -1,0 +1,202 @@
+"""Deterministic tar packing and a hostile-input-proof tar unpacker.
+
+Packing sorts entries and drops user/group names, so the same content gives the same bytes.
+Unpacking never follows a link while writing, and refuses absolute names, `..`, devices,
+and links that would reach outside the target (docs/security.md).
+"""
+from __future__ import annotations
+
+import os
+import stat
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO, Callable, Iterable
+
+from ..errors import CorruptData
+
+_COPY_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class UnpackPolicy:
+    """What an archive may contain. CRIU image layers allow only files and directories."""
+
+    allow_symlinks: bool = False
+    allow_hardlinks: bool = False
+    allow_setuid: bool = False
+    keep_owner: bool = False
+    max_bytes: int = 1 << 40
+
+
+CRIU_IMAGES = UnpackPolicy()
+ROOTFS = UnpackPolicy(allow_symlinks=True, allow_hardlinks=True, allow_setuid=True, keep_owner=True)
+
+
+def pack(root: Path, out: BinaryIO, *, names: Iterable[str] | None = None, zero_mtime: bool = True) -> None:
+    """Write a tar of `root` (or of the listed top-level `names` in it) to `out`, deterministically."""
+    root = Path(root)
+    tops = sorted(names) if names is not None else sorted(p.name for p in root.iterdir())
+    seen_inodes: dict[tuple[int, int], str] = {}
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        for top in tops:
+            for rel in _walk(root, top):
+                _add(tar, root, rel, seen_inodes, zero_mtime)
+
+
+def _walk(root: Path, rel: str) -> Iterable[str]:
+    yield rel
+    path = root / rel
+    if path.is_dir() and not path.is_symlink():
+        for child in sorted(os.listdir(path)):
+            yield from _walk(root, f"{rel}/{child}")
+
+
+def _add(tar: tarfile.TarFile, root: Path, rel: str, seen: dict[tuple[int, int], str], zero_mtime: bool) -> None:
+    path = root / rel
+    st = os.lstat(path)
+    info = tarfile.TarInfo(rel)
+    info.mode = stat.S_IMODE(st.st_mode)
+    info.uid, info.gid = st.st_uid, st.st_gid
+    info.uname = info.gname = ""
+    info.mtime = 0 if zero_mtime else int(st.st_mtime)
+    if stat.S_ISDIR(st.st_mode):
+        info.type = tarfile.DIRTYPE
+        tar.addfile(info)
+    elif stat.S_ISLNK(st.st_mode):
+        info.type = tarfile.SYMTYPE
+        info.linkname = os.readlink(path)
+        tar.addfile(info)
+    elif stat.S_ISREG(st.st_mode):
+        key = (st.st_dev, st.st_ino)
+        if st.st_nlink > 1 and key in seen:
+            info.type = tarfile.LNKTYPE
+            info.linkname = seen[key]
+            tar.addfile(info)
+            return
+        seen[key] = rel
+        info.size = st.st_size
+        with open(path, "rb") as f:
+            tar.addfile(info, f)
+    # Sockets, fifos and device nodes are not content: runtimes recreate /dev, and
+    # the unpacker would refuse them anyway.
+
+
+def _safe_name(name: str) -> PurePosixPath:
+    if not name or "\0" in name:
+        raise CorruptData(f"archive entry with an empty or NUL-containing name: {name!r}")
+    path = PurePosixPath(name)
+    if path.is_absolute():
+        raise CorruptData(f"archive entry with an absolute path: {name!r}")
+    parts = [p for p in path.parts if p not in ("", ".")]
+    if ".." in parts:
+        raise CorruptData(f"archive entry that climbs out with '..': {name!r}")
+    return PurePosixPath(*parts) if parts else PurePosixPath(".")
+
+
+def _ensure_parent(dest: Path, rel: PurePosixPath) -> Path:
+    """Create the parent directories of `rel` under `dest`, refusing to pass through a symlink."""
+    current = dest
+    for part in rel.parts[:-1]:
+        current = current / part
+        try:
+            st = os.lstat(current)
+        except FileNotFoundError:
+            os.mkdir(current, 0o755)
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            raise CorruptData(f"archive entry {str(rel)!r} would be written through {current.name!r}, "
+                              "which is not a directory")
+    return current / rel.name
+
+
+def _remove_existing(target: Path) -> None:
+    try:
+        st = os.lstat(target)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        raise CorruptData(f"archive entry would replace the directory {target}")
+    os.unlink(target)
+
+
+def unpack(stream: BinaryIO, dest: Path, policy: UnpackPolicy = CRIU_IMAGES,
+           on_bytes: Callable[[int], None] | None = None) -> None:
+    """Unpack a tar stream into the existing directory `dest` under `policy`."""
+    dest = Path(dest)
+    total = 0
+    try:
+        with tarfile.open(fileobj=stream, mode="r|") as tar:
+            for member in tar:
+                total += max(member.size, 0)
+                if total > policy.max_bytes:
+                    raise CorruptData(f"archive unpacks to more than {policy.max_bytes} bytes")
+                _unpack_member(tar, member, dest, policy, on_bytes)
+    except tarfile.TarError as exc:
+        raise CorruptData(f"damaged archive: {exc}") from None
+    except EOFError:
+        raise CorruptData("archive is truncated") from None
+
+
+def _unpack_member(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: Path, policy: UnpackPolicy,
+                   on_bytes: Callable[[int], None] | None) -> None:
+    rel = _safe_name(member.name)
+    if rel == PurePosixPath("."):
+        return
+    mode = member.mode & 0o7777
+    if mode & (stat.S_ISUID | stat.S_ISGID) and not policy.allow_setuid:
+        raise CorruptData(f"archive entry {member.name!r} is setuid/setgid, which this layer may not hold")
+    target = _ensure_parent(dest, rel)
+    if member.isdir():
+        try:
+            st = os.lstat(target)
+            if not stat.S_ISDIR(st.st_mode):
+                raise CorruptData(f"archive directory {member.name!r} collides with a non-directory")
+        except FileNotFoundError:
+            os.mkdir(target, 0o700)
+    elif member.isreg():
+        _remove_existing(target)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        src = tar.extractfile(member)
+        with os.fdopen(fd, "wb") as out:
+            remaining = member.size
+            while remaining > 0:
+                chunk = src.read(min(_COPY_CHUNK, remaining))
+                if not chunk:
+                    raise CorruptData(f"archive is truncated inside {member.name!r}")
+                out.write(chunk)
+                remaining -= len(chunk)
+                if on_bytes:
+                    on_bytes(len(chunk))
+    elif member.issym():
+        if not policy.allow_symlinks:
+            raise CorruptData(f"archive entry {member.name!r} is a symlink, which this layer may not hold")
+        _remove_existing(target)
+        # The target is kept as written: it is resolved inside the container's root, and nothing
+        # here ever writes through it (_ensure_parent refuses to).
+        os.symlink(member.linkname, target)
+    elif member.islnk():
+        if not policy.allow_hardlinks:
+            raise CorruptData(f"archive entry {member.name!r} is a hard link, which this layer may not hold")
+        source = dest / _safe_name(member.linkname)
+        try:
+            st = os.lstat(source)
+        except FileNotFoundError:
+            raise CorruptData(f"hard link {member.name!r} points at {member.linkname!r}, "
+                              "which is not in the archive before it") from None
+        if not stat.S_ISREG(st.st_mode):
+            raise CorruptData(f"hard link {member.name!r} points at a non-regular file")
+        _remove_existing(target)
+        os.link(source, target, follow_symlinks=False)
+        return
+    else:
+        raise CorruptData(f"archive entry {member.name!r} is a device, fifo or other special file")
+    _apply_metadata(target, member, mode, policy)
+
+
+def _apply_metadata(target: Path, member: tarfile.TarInfo, mode: int, policy: UnpackPolicy) -> None:
+    if policy.keep_owner and os.geteuid() == 0:
+        os.chown(target, member.uid, member.gid, follow_symlinks=False)
+    if not member.issym():
+        os.chmod(target, mode)
+        os.utime(target, (member.mtime, member.mtime))

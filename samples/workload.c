@@ -1,0 +1,134 @@
+/*
+ * Sample workload for ckpt: holds memory with a known checksum and counts.
+ *
+ *   workload [--mem MiB] [--state PATH] [--interval-ms N] [--verify-every N]
+ *
+ * Memory is a mix of random, text-like and zero pages (1/4, 1/4, 1/2), so a
+ * checkpoint of it compresses like a real service. Every tick it increments a
+ * counter and rewrites PATH (atomically) with:
+ *   nonce=<random per start> counter=<n> checksum=<fnv64 at start> verified=<last check> ticks_since_verify=<n>
+ * After a restore the nonce and checksum stay, the counter goes on, and the
+ * next verification recomputes the checksum over the restored memory.
+ */
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static uint64_t rng_state;
+
+static uint64_t next_random(void)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 7;
+	rng_state ^= rng_state << 17;
+	return rng_state;
+}
+
+static void fill(unsigned char *mem, size_t size)
+{
+	static const char words[] = "checkpoint restore container memory image layer registry ";
+	size_t quarter = size / 4, i;
+
+	for (i = 0; i + 8 <= quarter; i += 8) {
+		uint64_t r = next_random();
+		memcpy(mem + i, &r, 8);
+	}
+	for (i = quarter; i < 2 * quarter; i++)
+		mem[i] = words[(i * 7 + (i >> 12)) % (sizeof(words) - 1)];
+	/* The second half stays zero but is touched, so the kernel really backs it. */
+	for (i = 2 * quarter; i < size; i += 4096)
+		mem[i] = 0;
+}
+
+static uint64_t checksum(const unsigned char *mem, size_t size)
+{
+	uint64_t h = 1469598103934665603ULL;
+	size_t i;
+
+	for (i = 0; i < size; i += 8) {
+		uint64_t w;
+		memcpy(&w, mem + i, 8);
+		h = (h ^ w) * 1099511628211ULL;
+	}
+	return h;
+}
+
+static void write_state(const char *path, uint64_t nonce, uint64_t counter, uint64_t sum,
+			uint64_t verified, uint64_t since)
+{
+	char tmp[4096], line[256];
+	int fd, len;
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	len = snprintf(line, sizeof(line),
+		       "nonce=%016llx counter=%llu checksum=%016llx verified=%016llx ticks_since_verify=%llu\n",
+		       (unsigned long long)nonce, (unsigned long long)counter,
+		       (unsigned long long)sum, (unsigned long long)verified,
+		       (unsigned long long)since);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0)
+		return;
+	if (write(fd, line, len) == len)
+		rename(tmp, path);
+	close(fd);
+}
+
+int main(int argc, char **argv)
+{
+	size_t mib = 16;
+	const char *state = "/state";
+	long interval_ms = 100, verify_every = 10;
+	unsigned char *mem;
+	uint64_t nonce, sum, verified, counter = 0, since = 0;
+	struct timespec ts;
+	int i, fd;
+
+	for (i = 1; i + 1 < argc; i += 2) {
+		if (!strcmp(argv[i], "--mem"))
+			mib = strtoul(argv[i + 1], NULL, 10);
+		else if (!strcmp(argv[i], "--state"))
+			state = argv[i + 1];
+		else if (!strcmp(argv[i], "--interval-ms"))
+			interval_ms = strtol(argv[i + 1], NULL, 10);
+		else if (!strcmp(argv[i], "--verify-every"))
+			verify_every = strtol(argv[i + 1], NULL, 10);
+	}
+
+	/* Keep stdio inside the container, so CRIU never meets a host file. */
+	fd = open("/dev/null", O_RDWR);
+	if (fd >= 0) {
+		dup2(fd, 0);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		if (fd > 2)
+			close(fd);
+	}
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	rng_state = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ (uint64_t)getpid();
+	nonce = next_random();
+	rng_state = 0x9e3779b97f4a7c15ULL; /* memory content is the same for every start */
+
+	mem = malloc(mib << 20);
+	if (!mem)
+		return 1;
+	fill(mem, mib << 20);
+	sum = checksum(mem, mib << 20);
+	verified = sum;
+
+	for (;;) {
+		counter++;
+		if (++since >= (uint64_t)verify_every) {
+			verified = checksum(mem, mib << 20);
+			since = 0;
+		}
+		write_state(state, nonce, counter, sum, verified, since);
+		ts.tv_sec = interval_ms / 1000;
+		ts.tv_nsec = (interval_ms % 1000) * 1000000L;
+		nanosleep(&ts, NULL);
+	}
+}
