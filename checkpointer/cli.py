@@ -1,0 +1,250 @@
+"""The `ckpt` command line: parse, call the porcelain, render. Nothing else lives here."""
+from __future__ import annotations
+
+import signal
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from . import __version__, ui
+from .criu.options import CriuOptions
+from .errors import EXIT_CODES, CkptError
+from .porcelain.home import Home
+from .porcelain.locations import RegistryOptions
+
+REF_HELP = """\b
+REF grammar:
+  NAME[:TAG]                       the local store ($CKPT_HOME, default /var/lib/ckpt for root)
+  HOST[:PORT]/REPO[:TAG|@DIGEST]   a registry
+  oci:PATH[:TAG]                   an OCI image-layout directory
+"""
+
+EXIT_HELP = "\b\nExit codes:\n" + "\n".join(f"  {code:<4} {name}" for name, code in EXIT_CODES.items())
+
+app = typer.Typer(
+    name="ckpt", no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+    help="Checkpoint running containers into OCI images and restore them anywhere.\n\n"
+         + REF_HELP + "\n" + EXIT_HELP,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+class State:
+    debug = False
+    home: Home | None = None
+
+
+def _home() -> Home:
+    return State.home or Home()
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"ckpt {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+    home: Annotated[Optional[Path], typer.Option("--home", envvar="CKPT_HOME",
+                                                 help="Where the local store lives.")] = None,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version.")] = False,
+) -> None:
+    State.debug = debug
+    State.home = Home(home) if home else None
+
+
+RuncRoot = Annotated[Optional[Path], typer.Option("--runc-root", help="runc's state directory (runc --root).")]
+Json = Annotated[bool, typer.Option("--json", help="Print the result as JSON (for scripts).")]
+Insecure = Annotated[bool, typer.Option("--insecure", help="Allow plain HTTP / unverified TLS to this registry.")]
+CaDir = Annotated[Optional[Path], typer.Option("--ca-dir", help="Directory of extra CA certificates (*.crt).")]
+Jobs = Annotated[int, typer.Option("--jobs", "-j", min=1, max=32, help="Blobs transferred in parallel.")]
+
+
+def _registry(insecure: bool, ca_dir: Path | None, jobs: int) -> RegistryOptions:
+    return RegistryOptions(insecure=insecure, ca_dir=ca_dir, jobs=jobs)
+
+
+@app.command(epilog=REF_HELP)
+def save(
+    container: Annotated[str, typer.Argument(help="The runc container id.")],
+    dest: Annotated[Optional[str], typer.Argument(
+        help="Where to put the checkpoint (REF). Default: the local store as CONTAINER:latest "
+             "and CONTAINER:<timestamp>.")] = None,
+    leave_running: Annotated[bool, typer.Option("--leave-running", help="Keep the container running.")] = False,
+    tcp_established: Annotated[bool, typer.Option("--tcp-established",
+                                                  help="Checkpoint established TCP connections.")] = False,
+    file_locks: Annotated[bool, typer.Option("--file-locks", help="Checkpoint held file locks.")] = False,
+    ext_unix_sk: Annotated[bool, typer.Option("--ext-unix-sk",
+                                              help="Allow unix sockets connected outside the container.")] = False,
+    shell_job: Annotated[bool, typer.Option("--shell-job", help="The container runs on an outside terminal.")] = False,
+    runc_root: RuncRoot = None, insecure: Insecure = False, ca_dir: CaDir = None, jobs: Jobs = 4,
+    as_json: Json = False,
+) -> None:
+    """Checkpoint a running container and store or push it.
+
+    Example: ckpt save web            (local store, web:latest)
+             ckpt save web registry.example.com/team/web:v1
+    """
+    from .porcelain.save import save as do_save
+
+    options = CriuOptions(leave_running=leave_running, tcp_established=tcp_established, file_locks=file_locks,
+                          ext_unix_sk=ext_unix_sk, shell_job=shell_job)
+    with ui.progress(not as_json) as on_progress:
+        result = do_save(container, dest, runc_root=runc_root, options=options, home=_home(),
+                         registry=_registry(insecure, ca_dir, jobs), on_progress=on_progress)
+    if as_json:
+        ui.print_json(asdict(result))
+        return
+    for ref in result.references:
+        ui.out.print(f"saved {result.container} -> {ref}")
+    ui.out.print(f"digest {result.digest} ({_size(result.size)})")
+
+
+@app.command(epilog=REF_HELP)
+def restore(
+    ref: Annotated[str, typer.Argument(help="The checkpoint to restore (REF).")],
+    name: Annotated[Optional[str], typer.Option("--name", help="Container id to restore as "
+                                                                "(default: the original id).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Restore even if the host looks incompatible.")] = False,
+    if_running: Annotated[bool, typer.Option(
+        "--if-running-ok", help="Succeed without doing anything if a container of that name is running.")] = False,
+    runc_root: RuncRoot = None, insecure: Insecure = False, ca_dir: CaDir = None, jobs: Jobs = 4,
+    as_json: Json = False,
+) -> None:
+    """Restore a checkpoint as a running runc container; it carries on where it stopped."""
+    from .porcelain.restore import restore as do_restore
+
+    with ui.progress(not as_json) as on_progress:
+        result = do_restore(ref, name=name, runc_root=runc_root, home=_home(), force=force, if_running=if_running,
+                            registry=_registry(insecure, ca_dir, jobs), on_progress=on_progress)
+    if as_json:
+        ui.print_json(asdict(result))
+        return
+    verb = "already running" if result.already_running else "restored"
+    ui.out.print(f"{verb} {result.container} (pid {result.pid}, bundle {result.bundle})")
+
+
+@app.command()
+def inspect(
+    ref: Annotated[str, typer.Argument(help="The checkpoint to look into (REF).")],
+    insecure: Insecure = False, ca_dir: CaDir = None, as_json: Json = False,
+) -> None:
+    """Show what a checkpoint holds: container, engine, CRIU, host, processes, memory, layers."""
+    from .porcelain.inspect import inspect as do_inspect
+
+    view = do_inspect(ref, home=_home(), registry=_registry(insecure, ca_dir, 4))
+    if as_json:
+        ui.print_json(view.to_json())
+        return
+    c = view.config
+    rows = [("reference", view.reference), ("digest", view.digest), ("container", c.container_name),
+            ("engine", f"{c.engine} (runtime {c.runtime} {c.runtime_version})"), ("criu", c.criu_version),
+            ("host", f"{c.host.arch}, kernel {c.host.kernel}, cgroup v{c.host.cgroup_version}"),
+            ("created", c.created), ("memory", _size(view.memory))]
+    for key, value in rows:
+        ui.out.print(f"{key:<10} {value}")
+    ui.out.print("processes:")
+    for p in view.processes:
+        ui.out.print(f"  {p.pid:>6} {p.ppid:>6}  {_size(p.memory):>10}  {p.cmdline}")
+    ui.out.print("layers:")
+    for layer in view.layers:
+        ui.out.print(f"  {layer.role:<7} {_size(layer.size):>10}  {layer.digest[:19]}  {layer.media_type}")
+
+
+@app.command("ls")
+def list_cmd(as_json: Json = False) -> None:
+    """List the checkpoints in the local store."""
+    from .porcelain.store import list_checkpoints
+
+    entries = list_checkpoints(home=_home())
+    if as_json:
+        ui.print_json([asdict(e) for e in entries])
+        return
+    if not entries:
+        ui.err.print("the local store is empty")
+    for e in entries:
+        ui.out.print(f"{e.reference:<40} {e.digest[7:19]}  {e.created:<20}  {_size(e.size):>10}  {e.container}")
+
+
+@app.command()
+def rm(ref: Annotated[str, typer.Argument(help="NAME[:TAG] in the local store.")], as_json: Json = False) -> None:
+    """Remove a checkpoint from the local store (and the data no other checkpoint uses)."""
+    from .porcelain.store import remove
+
+    digest, freed = remove(ref, home=_home())
+    if as_json:
+        ui.print_json({"removed": ref, "digest": digest, "freed": freed})
+    else:
+        ui.out.print(f"removed {ref} ({digest[:19]}), freed {_size(freed)}")
+
+
+@app.command()
+def check(as_json: Json = False) -> None:
+    """Tell whether this host can save and restore checkpoints, with a hint for each gap."""
+    from .porcelain.check import check as do_check
+
+    findings = do_check(home=_home())
+    if as_json:
+        ui.print_json([asdict(f) for f in findings])
+    else:
+        for f in findings:
+            mark = "[green]ok[/]  " if f.ok else "[red]no[/]  "
+            ui.out.print(f"{mark}{f.what:<34} {ui.escape(f.detail)}")
+            if f.hint:
+                ui.out.print(f"      [yellow]{ui.escape(f.hint)}[/]")
+    essential = {"criu", "runc", "pycriu", "store", "root"}
+    if any(not f.ok and f.what in essential for f in findings):
+        raise typer.Exit(1)
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+def _sigterm(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _sigterm)
+    try:
+        app(args=argv, standalone_mode=False)
+    except CkptError as exc:
+        ui.show_error(exc, debug=State.debug)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        ui.err.print("[bold red]ERROR[/]: interrupted")
+        return 130
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence shows a bug as a bug
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return exc.exit_code
+        ui.show_unexpected(exc)
+        return 70
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""CRIU plumbing: version and feature probes, and decoding of CRIU image files with pycriu."""

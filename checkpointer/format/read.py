@@ -1,0 +1,68 @@
+"""Open a checkpoint image from a Layout and unpack its layers, verifying every digest."""
+from __future__ import annotations
+
+import gzip
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import zstandard
+
+from ..errors import CorruptData, UsageError
+from ..oci import annotations as ann
+from ..oci import mediatypes as mt
+from ..oci import tarball
+from ..oci.layout import Layout
+from ..oci.model import Descriptor, Manifest
+from .config import CheckpointConfig
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    descriptor: Descriptor
+    manifest: Manifest
+    config: CheckpointConfig
+
+    def layer(self, role: str) -> Descriptor | None:
+        for layer in self.manifest.layers:
+            if layer.annotations.get(ann.LAYER_ROLE) == role:
+                return layer
+        return None
+
+
+def is_checkpoint(manifest: Manifest) -> bool:
+    return manifest.artifact_type == mt.CHECKPOINT_ARTIFACT or manifest.config.media_type == mt.CHECKPOINT_CONFIG
+
+
+def open_checkpoint(layout: Layout, desc: Descriptor) -> Checkpoint:
+    manifest = layout.read_manifest(desc)
+    if not is_checkpoint(manifest):
+        raise UsageError(f"{desc.digest} is not a ckpt checkpoint (artifactType "
+                         f"{manifest.artifact_type or manifest.config.media_type!r})",
+                         hint="checkpoints of other engines are read by `ckpt convert`")
+    config = CheckpointConfig.from_bytes(layout.read_blob(manifest.config))
+    return Checkpoint(desc, manifest, config)
+
+
+def _decompressed(media_type: str, raw: BinaryIO) -> BinaryIO:
+    if media_type.endswith("+zstd"):
+        return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)  # type: ignore[return-value]
+    if media_type.endswith("+gzip"):
+        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+    if media_type.endswith(".tar"):
+        return raw
+    raise CorruptData(f"layer media type {media_type!r} is not a tar this version can unpack")
+
+
+def unpack_layer(layout: Layout, desc: Descriptor, dest: Path, policy: tarball.UnpackPolicy) -> None:
+    """Unpack a tar layer into `dest`; the blob's digest is checked before this returns."""
+    with layout.open_blob(desc) as verified:
+        try:
+            tarball.unpack(_decompressed(desc.media_type, verified), dest, policy)  # type: ignore[arg-type]
+        except zstandard.ZstdError as exc:
+            raise CorruptData(f"layer {desc.digest} is not valid zstd: {exc}") from None
+        except (OSError, EOFError) as exc:
+            if isinstance(exc, OSError) and exc.errno is not None:
+                raise
+            raise CorruptData(f"layer {desc.digest} cannot be decompressed: {exc}") from None
+        verified.drain()

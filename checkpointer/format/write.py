@@ -1,0 +1,101 @@
+"""Write a checkpoint image into a Layout: one zstd tar layer per role, a config, a manifest."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import BinaryIO
+
+import zstandard
+
+from ..oci import annotations as ann
+from ..oci import mediatypes as mt
+from ..oci import tarball
+from ..oci.layout import Layout
+from ..oci.model import Descriptor, Manifest
+from ..progress import OnProgress, Update, noop
+from . import roles
+from .config import CheckpointConfig
+
+ZSTD_LEVEL = 3
+
+
+class _Counting:
+    """Passes writes through and reports how many bytes went by."""
+
+    def __init__(self, sink: BinaryIO, report: OnProgress, phase: str, total: int) -> None:
+        self._sink, self._report, self._phase, self._total = sink, report, phase, total
+        self.count = 0
+
+    def write(self, data: bytes) -> int:
+        self._sink.write(data)
+        self.count += len(data)
+        self._report(Update(self._phase, self.count, self._total))
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
+def tree_size(root: Path, names: list[str] | None = None) -> int:
+    total = 0
+    tops = [root / n for n in names] if names is not None else [root]
+    for top in tops:
+        if top.is_file():
+            total += top.stat().st_size
+            continue
+        for dirpath, _, files in os.walk(top):
+            for name in files:
+                try:
+                    total += os.lstat(os.path.join(dirpath, name)).st_size
+                except OSError:
+                    pass
+    return total
+
+
+def write_tar_layer(layout: Layout, root: Path, role: str, *, names: list[str] | None = None,
+                    zero_mtime: bool = True, on_progress: OnProgress = noop) -> Descriptor:
+    total = tree_size(root, names)
+    compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=-1)
+    with layout.writing() as blob:
+        with compressor.stream_writer(blob, closefd=False) as zstd_out:
+            counting = _Counting(zstd_out, on_progress, f"pack {role}", total)
+            tarball.pack(root, counting, names=names, zero_mtime=zero_mtime)  # type: ignore[arg-type]
+        return blob.commit(mt.LAYER_TAR_ZSTD, {ann.LAYER_ROLE: role})
+
+
+def manifest_annotations(config: CheckpointConfig) -> dict[str, str]:
+    out = {
+        ann.CREATED: config.created,
+        ann.CRIU_ENGINE_NAME: config.engine,
+        ann.CRIU_CONTAINER_NAME: config.container_name,
+        ann.CRIU_RUNTIME_NAME: config.runtime,
+        ann.CRIU_RUNTIME_VERSION: config.runtime_version,
+        ann.CRIU_VERSION: config.criu_version,
+        ann.CRIU_HOST_ARCH: config.host.arch,
+        ann.CRIU_HOST_KERNEL: config.host.kernel,
+        ann.CRIU_CGROUP_VERSION: str(config.host.cgroup_version),
+    }
+    if config.base_name:
+        out[ann.BASE_NAME] = config.base_name
+        out[ann.CRIU_ROOTFS_IMAGE_NAME] = config.base_name
+    if config.base_digest:
+        out[ann.BASE_DIGEST] = config.base_digest
+    return out
+
+
+def write_checkpoint(layout: Layout, *, images: Path, rootfs: Path | None, spec: bytes | None,
+                     config: CheckpointConfig, subject: Descriptor | None = None,
+                     on_progress: OnProgress = noop) -> Descriptor:
+    """Store a checkpoint made of a CRIU image dir (+ rootfs and runtime spec) and return its manifest."""
+    criu_files, pages_files = roles.split_images(images)
+    layers = [write_tar_layer(layout, images, roles.CRIU, names=criu_files, on_progress=on_progress)]
+    if pages_files:
+        layers.append(write_tar_layer(layout, images, roles.PAGES, names=pages_files, on_progress=on_progress))
+    if rootfs is not None:
+        layers.append(write_tar_layer(layout, rootfs, roles.ROOTFS, zero_mtime=False, on_progress=on_progress))
+    if spec is not None:
+        layers.append(layout.put_bytes(spec, mt.RUNTIME_SPEC, {ann.LAYER_ROLE: roles.SPEC}))
+    config_desc = layout.put_bytes(config.to_bytes(), mt.CHECKPOINT_CONFIG)
+    manifest = Manifest(config=config_desc, layers=tuple(layers), annotations=manifest_annotations(config),
+                        artifact_type=mt.CHECKPOINT_ARTIFACT, subject=subject)
+    return layout.put_manifest(manifest)

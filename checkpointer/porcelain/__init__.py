@@ -1,0 +1,1 @@
+"""Porcelain: save, restore, inspect and the local store, each combining the plumbing packages."""

@@ -1,0 +1,67 @@
+"""`ckpt check`: is this host ready to save and restore, and what to do about each gap."""
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+
+from ..criu import images as criu_images
+from ..criu import probe
+from ..errors import CkptError
+from ..host import host_info
+from ..runtime.runc import Runc
+from .home import Home
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    what: str
+    ok: bool
+    detail: str
+    hint: str = ""
+
+
+def check(*, home: Home | None = None) -> list[Finding]:
+    home = home or Home()
+    found: list[Finding] = []
+    info = host_info()
+    found.append(Finding("host", True, f"{info.arch}, kernel {info.kernel}, cgroup v{info.cgroup_version}"))
+    found.append(Finding("root", os.geteuid() == 0, f"uid {os.geteuid()}",
+                         "" if os.geteuid() == 0 else "CRIU needs root (or CAP_CHECKPOINT_RESTORE and more)"))
+    try:
+        criu = probe.probe()
+        major_ok = criu.version_tuple >= (4,)
+        found.append(Finding("criu", criu.check_ok and major_ok, f"{criu.version} at {criu.path}: {criu.check_output}",
+                             "" if major_ok else probe.INSTALL_HINT))
+        for feature, present in criu.features:
+            found.append(Finding(f"criu feature {feature}", present, "available" if present else "missing",
+                                 "" if present else _FEATURE_HINTS.get(feature, "")))
+    except CkptError as exc:
+        found.append(Finding("criu", False, str(exc), exc.hint or ""))
+    try:
+        criu_images._images()
+        found.append(Finding("pycriu", True, "importable"))
+    except CkptError as exc:
+        found.append(Finding("pycriu", False, str(exc), exc.hint or ""))
+    try:
+        runc = Runc()
+        found.append(Finding("runc", True, f"{runc.version()} at {runc.binary}"))
+    except CkptError as exc:
+        found.append(Finding("runc", False, str(exc), exc.hint or ""))
+    podman = shutil.which("podman")
+    found.append(Finding("podman", bool(podman), podman or "not installed",
+                         "" if podman else "only needed to save or restore Podman containers"))
+    try:
+        home.store()
+        writable = os.access(home.store_path, os.W_OK)
+        found.append(Finding("store", writable, str(home.store_path),
+                             "" if writable else "set CKPT_HOME to a writable directory"))
+    except OSError as exc:
+        found.append(Finding("store", False, f"{home.store_path}: {exc}", "set CKPT_HOME to a writable directory"))
+    return found
+
+
+_FEATURE_HINTS = {
+    "mem_dirty_track": "the kernel does not track soft-dirty pages: every save is a full dump",
+    "uffd-noncoop": "no userfaultfd: lazy (post-copy) restore is unavailable",
+}

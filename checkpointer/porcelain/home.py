@@ -1,0 +1,47 @@
+"""Where ckpt keeps its local store, work directories and restored bundles ($CKPT_HOME)."""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from ..oci.layout import Layout
+
+
+def default_home() -> Path:
+    if env := os.environ.get("CKPT_HOME"):
+        return Path(env)
+    if os.geteuid() == 0:
+        return Path("/var/lib/ckpt")
+    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data) / "ckpt"
+
+
+class Home:
+    """$CKPT_HOME: store/ (an OCI image layout), tmp/ (work dirs), containers/ (restored bundles)."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = Path(root) if root else default_home()
+
+    @property
+    def store_path(self) -> Path:
+        return self.root / "store"
+
+    def store(self) -> Layout:
+        return Layout(self.store_path, create=True)
+
+    def bundle_path(self, name: str) -> Path:
+        return self.root / "containers" / name
+
+    @contextmanager
+    def workdir(self, prefix: str) -> Iterator[Path]:
+        """A scratch directory on the store's filesystem, removed afterwards whatever happens."""
+        (self.root / "tmp").mkdir(parents=True, exist_ok=True)
+        path = Path(tempfile.mkdtemp(prefix=prefix, dir=self.root / "tmp"))
+        try:
+            yield path
+        finally:
+            shutil.rmtree(path, ignore_errors=True)

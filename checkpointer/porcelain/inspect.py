@@ -1,0 +1,67 @@
+"""`ckpt inspect`: what a checkpoint holds, without restoring it (only the small CRIU layer is read)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..criu import images as criu_images
+from ..format import roles
+from ..format.config import CheckpointConfig
+from ..format.read import open_checkpoint, unpack_layer
+from ..oci import annotations as ann
+from ..oci import tarball
+from ..reference import parse
+from .home import Home
+from .locations import RegistryOptions, resolve_source
+
+
+@dataclass(frozen=True, slots=True)
+class LayerView:
+    role: str
+    media_type: str
+    digest: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class InspectView:
+    reference: str
+    digest: str
+    config: CheckpointConfig
+    layers: tuple[LayerView, ...]
+    processes: tuple[criu_images.Process, ...]
+
+    @property
+    def memory(self) -> int:
+        return sum(p.memory for p in self.processes)
+
+    def to_json(self) -> dict:
+        return {
+            "reference": self.reference,
+            "digest": self.digest,
+            "config": self.config.to_json(),
+            "layers": [{"role": layer.role, "mediaType": layer.media_type, "digest": layer.digest,
+                        "size": layer.size} for layer in self.layers],
+            "processes": [{"pid": p.pid, "ppid": p.ppid, "command": p.cmdline, "comm": p.comm,
+                           "threads": p.threads, "memory": p.memory} for p in self.processes],
+            "memory": self.memory,
+        }
+
+
+def inspect(ref: str, *, home: Home | None = None, registry: RegistryOptions = RegistryOptions()) -> InspectView:
+    home = home or Home()
+    layout, desc = resolve_source(parse(ref), home, registry=registry)
+    checkpoint = open_checkpoint(layout, desc)
+    processes: tuple[criu_images.Process, ...] = ()
+    criu_layer = checkpoint.layer(roles.CRIU)
+    pages_layer = checkpoint.layer(roles.PAGES)
+    if criu_layer is not None:
+        with home.workdir("inspect-") as work:
+            unpack_layer(layout, criu_layer, work, tarball.CRIU_IMAGES)
+            # Command lines live in memory pages; unpack them only when they are small.
+            if pages_layer is not None and pages_layer.size <= 64 << 20:
+                unpack_layer(layout, pages_layer, work, tarball.CRIU_IMAGES)
+            processes = tuple(criu_images.process_tree(work))
+    layers = tuple(LayerView(layer.annotations.get(ann.LAYER_ROLE, "?"), layer.media_type, layer.digest, layer.size)
+                   for layer in checkpoint.manifest.layers)
+    return InspectView(reference=ref, digest=desc.digest, config=checkpoint.config, layers=layers,
+                       processes=processes)

@@ -1,0 +1,252 @@
+"""Push a manifest (or index) and everything it names from a Layout to a registry.
+
+Order: blobs (in parallel, HEAD first to skip what is there), then child manifests, then the
+manifest itself, so an interrupted push never leaves a tag pointing at missing data. Small blobs go
+as POST + PUT with the body; large ones as POST, one streamed PATCH, then PUT `?digest=`
+(distribution 2.8.2 discards a POSTed body, so a big body is never sent speculatively)."""
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Sequence
+from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
+
+from ..errors import CorruptData, RegistryError, UsageError
+from ..oci import mediatypes as mt
+from ..oci.digest import sha256_digest
+from ..oci.layout import Layout
+from ..oci.model import EMPTY_CONFIG_DATA, Descriptor, Index, Manifest, empty_config, media_type_of
+from ..progress import OnProgress, Update
+from ..reference import RegistryRef
+from .auth import scope
+from .client import Registry
+from .referrers import add_to_referrers_tag
+from .transport import RegistryNotFound
+
+log = logging.getLogger(__name__)
+
+STREAM_THRESHOLD = 8 << 20   # blobs above this are streamed (PATCH) instead of held in memory
+UPLOAD_RESTARTS = 3          # a blob upload whose session was lost is started again this often
+BLOCK = 1 << 20
+
+
+class _Counter:
+    """Adds up bytes done across threads and reports them."""
+
+    def __init__(self, phase: str, total: int, on_progress: OnProgress | None) -> None:
+        self.phase, self.total, self.done = phase, total, 0
+        self._cb = on_progress
+        self._lock = threading.Lock()
+
+    def add(self, n: int, item: str = "") -> None:
+        with self._lock:
+            self.done += n
+            if self._cb:
+                self._cb(Update(self.phase, self.done, self.total, item))
+
+
+class _ProgressReader:
+    """A file-like view of a layout blob for requests: streams it, reports progress, and (through
+    the layout's VerifyingReader) refuses to finish if the local bytes are not what they claim."""
+
+    def __init__(self, layout: Layout, desc: Descriptor, counter: _Counter) -> None:
+        self._reader = layout.open_blob(desc)
+        self._desc = desc
+        self._counter = counter
+        self.sent = 0
+
+    def __len__(self) -> int:
+        return self._desc.size - self.sent
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._reader.read(BLOCK)  # bigger than asked is fine: http.client sends all it gets
+        self.sent += len(data)
+        if data:
+            self._counter.add(len(data), self._desc.digest)
+        return data
+
+    def close(self) -> None:
+        self._reader.close()
+
+
+def _with_query(location: str, **params: str) -> str:
+    parts = urlsplit(location)
+    query = "&".join(q for q in (parts.query, urlencode(params)) if q)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
+
+
+class _Pusher:
+    def __init__(self, registry: Registry, layout: Layout, repository: str, *, jobs: int,
+                 counter: _Counter, stream_threshold: int, mount_from: Sequence[str]) -> None:
+        self.reg = registry
+        self.layout = layout
+        self.repo = repository
+        self.jobs = max(1, jobs)
+        self.counter = counter
+        self.stream_threshold = stream_threshold
+        self.mount_from = tuple(r for r in mount_from if r != repository)
+        self.scopes = (scope(repository, "pull", "push"),)
+
+    # -- blobs ----------------------------------------------------------------------------------
+
+    def push_blobs(self, blobs: Sequence[Descriptor]) -> None:
+        unique = list({b.digest: b for b in blobs}.values())
+        if self.jobs == 1 or len(unique) <= 1:
+            for blob in unique:
+                self.push_blob(blob)
+            return
+        with ThreadPoolExecutor(max_workers=min(self.jobs, len(unique)), thread_name_prefix="ckpt-push") as pool:
+            futures = [pool.submit(self.push_blob, blob) for blob in unique]
+            for fut in futures:
+                fut.result()  # first error wins; the others finish or fail on their own
+
+    def exists(self, desc: Descriptor) -> bool:
+        resp = self.reg.request("HEAD", f"/v2/{self.repo}/blobs/{desc.digest}", scopes=self.scopes,
+                                what=f"checking blob {desc.digest}", ok=(200, 404))
+        resp.close()
+        return resp.status_code == 200
+
+    def push_blob(self, desc: Descriptor) -> None:
+        if self.exists(desc):
+            log.debug("blob %s already in %s", desc.digest, self.repo)
+            self.counter.add(desc.size, desc.digest)
+            return
+        for attempt in range(1, UPLOAD_RESTARTS + 1):
+            location = self._start_upload(desc)
+            if location is None:
+                self.counter.add(desc.size, desc.digest)
+                return
+            try:
+                self._upload(desc, location)
+                return
+            except RegistryError as exc:
+                if attempt < UPLOAD_RESTARTS and {"BLOB_UPLOAD_UNKNOWN", "BLOB_UPLOAD_INVALID"} & set(exc.codes):
+                    log.info("upload of %s lost its session (%s); starting again", desc.digest, exc.codes)
+                    continue
+                raise
+
+    def _start_upload(self, desc: Descriptor) -> str | None:
+        """POST a new upload (or a cross-repo mount); the Location to upload to, None if mounted."""
+        for source in self.mount_from:
+            path = f"/v2/{self.repo}/blobs/uploads/?" + urlencode({"mount": desc.digest, "from": source})
+            scopes = (*self.scopes, scope(source, "pull"))
+            resp = self.reg.request("POST", path, scopes=scopes, what=f"mounting blob {desc.digest}", ok=(201, 202))
+            resp.close()
+            if resp.status_code == 201:
+                log.debug("mounted %s from %s", desc.digest, source)
+                return None
+            return self._location(resp)  # not mountable: the registry opened a normal upload
+        resp = self.reg.request("POST", f"/v2/{self.repo}/blobs/uploads/", scopes=self.scopes,
+                                what=f"starting the upload of blob {desc.digest}", ok=(202,),
+                                headers={"Content-Length": "0"})
+        resp.close()
+        return self._location(resp)
+
+    def _location(self, resp) -> str:
+        location = resp.headers.get("Location")
+        if not location:
+            raise RegistryError(f"registry {self.reg.host} opened an upload without a Location header")
+        return urljoin(resp.url, location)
+
+    def _upload(self, desc: Descriptor, location: str) -> None:
+        if desc.size <= self.stream_threshold:
+            data = self._small_blob(desc)
+            resp = self.reg.request("PUT", _with_query(location, digest=desc.digest), scopes=self.scopes,
+                                    what=f"uploading blob {desc.digest}", ok=(201,), body=data,
+                                    headers={"Content-Type": "application/octet-stream"})
+            resp.close()
+            self.counter.add(desc.size, desc.digest)
+            return
+        readers: list[_ProgressReader] = []
+
+        def body() -> _ProgressReader:
+            for old in readers:  # a retried PATCH starts over; take back what the old one counted
+                self.counter.add(-old.sent)
+                old.close()
+            readers.clear()
+            readers.append(_ProgressReader(self.layout, desc, self.counter))
+            return readers[-1]
+
+        try:
+            resp = self.reg.request("PATCH", location, scopes=self.scopes, body=body, ok=(202,),
+                                    what=f"uploading blob {desc.digest}",
+                                    headers={"Content-Type": "application/octet-stream",
+                                             "Content-Length": str(desc.size)})
+        finally:
+            for reader in readers:
+                reader.close()
+        resp.close()
+        location = self._location(resp)  # the latest Location, verbatim (its _state changes)
+        resp = self.reg.request("PUT", _with_query(location, digest=desc.digest), scopes=self.scopes,
+                                what=f"finishing the upload of blob {desc.digest}", ok=(201,),
+                                headers={"Content-Length": "0"})
+        resp.close()
+
+    def _small_blob(self, desc: Descriptor) -> bytes:
+        if desc.digest == empty_config().digest and not self.layout.has_blob(desc.digest):
+            return EMPTY_CONFIG_DATA
+        return self.layout.read_blob(desc)
+
+    # -- manifests ------------------------------------------------------------------------------
+
+    def put_manifest(self, data: bytes, media_type: str, reference: str) -> str | None:
+        """PUT a manifest; returns the OCI-Subject header (None when the registry sent none)."""
+        resp = self.reg.request("PUT", f"/v2/{self.repo}/manifests/{reference}", scopes=self.scopes,
+                                what=f"pushing manifest {reference}", ok=(201, 200), body=data,
+                                headers={"Content-Type": media_type})
+        resp.close()
+        digest = resp.headers.get("Docker-Content-Digest")
+        if digest and digest.startswith("sha256:") and digest != sha256_digest(data):
+            raise CorruptData(f"registry {self.reg.host} stored manifest {reference} under digest {digest}, "
+                              f"not {sha256_digest(data)}")
+        return resp.headers.get("OCI-Subject")
+
+    def push_manifest_tree(self, desc: Descriptor, reference: str) -> None:
+        data = self.layout.read_blob(desc)
+        media_type = desc.media_type or media_type_of(data) or mt.OCI_MANIFEST
+        if media_type in mt.INDEX_TYPES:
+            index = Index.from_bytes(data)
+            for child in index.manifests:
+                self.push_manifest_tree(child, child.digest)
+            self.put_manifest(data, media_type, reference)
+            return
+        manifest = Manifest.from_bytes(data)
+        self.push_blobs(manifest.blobs())
+        subject_header = self.put_manifest(data, media_type, reference)
+        if manifest.subject is not None and subject_header is None:
+            entry = Descriptor(media_type, desc.digest, len(data), manifest.annotations,
+                               artifact_type=manifest.artifact_type or manifest.config.media_type)
+            add_to_referrers_tag(self.reg, self.repo, manifest.subject.digest, entry)
+
+
+def _blob_total(layout: Layout, desc: Descriptor) -> int:
+    data = layout.read_blob(desc)
+    if desc.media_type in mt.INDEX_TYPES or media_type_of(data) in mt.INDEX_TYPES:
+        return sum(_blob_total(layout, child) for child in Index.from_bytes(data).manifests)
+    return sum({b.digest: b.size for b in Manifest.from_bytes(data).blobs()}.values())
+
+
+def push(layout: Layout, manifest_desc: Descriptor, dest: RegistryRef, *, registry: Registry | None = None,
+         jobs: int = 4, on_progress: OnProgress | None = None, stream_threshold: int = STREAM_THRESHOLD,
+         mount_from: Sequence[str] = ()) -> Descriptor:
+    """Push `manifest_desc` (a manifest or an index in `layout`) and all it names to `dest`, tagged
+    with `dest.tag` (or by digest only when it has none). Returns the pushed manifest's descriptor."""
+    if dest.digest and dest.digest != manifest_desc.digest:
+        raise UsageError(f"cannot push {manifest_desc.digest} as {dest}: the digests differ")
+    own = registry is None
+    reg = registry or Registry(dest.api_host)
+    try:
+        counter = _Counter("push", _blob_total(layout, manifest_desc), on_progress)
+        pusher = _Pusher(reg, layout, dest.repository, jobs=jobs, counter=counter,
+                         stream_threshold=stream_threshold, mount_from=mount_from)
+        pusher.push_manifest_tree(manifest_desc, dest.tag or manifest_desc.digest)
+        log.info("pushed %s as %s", manifest_desc.digest, dest)
+        return manifest_desc
+    except RegistryNotFound as exc:
+        if "MANIFEST_BLOB_UNKNOWN" in exc.codes:
+            raise RegistryError(exc.message, hint=exc.hint, status=exc.status, codes=exc.codes) from None
+        raise
+    finally:
+        if own:
+            reg.close()

@@ -1,0 +1,138 @@
+"""runc: container state, checkpoint and restore through `runc` itself (which drives CRIU)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..criu.options import CriuOptions, log_tail
+from ..errors import AlreadyExists, CriuFailed, MissingDependency, NotFound, RuntimeFailed
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerState:
+    id: str
+    pid: int
+    status: str
+    bundle: Path
+    annotations: dict[str, str]
+
+
+class Runc:
+    name = "runc"
+
+    def __init__(self, *, root: Path | None = None, binary: str = "runc") -> None:
+        path = shutil.which(binary)
+        if not path:
+            raise MissingDependency("runc is not installed", hint="install runc (Debian: apt-get install runc)")
+        self.binary = path
+        self.root = Path(root) if root else None
+
+    def _cmd(self, *args: str) -> list[str]:
+        base = [self.binary]
+        if self.root:
+            base += ["--root", str(self.root)]
+        return base + list(args)
+
+    def _run(self, args: list[str], log: Path | None = None) -> subprocess.CompletedProcess:
+        # Output goes to a file, not a pipe: on restore runc hands its stdio to the restored
+        # container, and a pipe would then stay open for the container's lifetime.
+        # A new session keeps a Ctrl-C meant for ckpt away from runc and CRIU mid-dump.
+        if log is None:
+            return subprocess.run(self._cmd(*args), capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                                  start_new_session=True, check=False)
+        with open(log, "w+") as out:
+            res = subprocess.run(self._cmd(*args), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                 start_new_session=True, check=False)
+            out.seek(0)
+            return subprocess.CompletedProcess(res.args, res.returncode, out.read(), "")
+
+    def version(self) -> str:
+        out = self._run(["--version"]).stdout
+        first = out.splitlines()[0] if out else ""
+        return first.split()[-1] if first else "unknown"
+
+    def state(self, container_id: str) -> ContainerState:
+        res = self._run(["state", container_id])
+        if res.returncode != 0:
+            raise NotFound(f"no runc container {container_id!r}" + (f" under {self.root}" if self.root else ""),
+                           hint="`runc list` shows the containers; pass --runc-root if they live elsewhere")
+        obj = json.loads(res.stdout)
+        return ContainerState(id=obj["id"], pid=int(obj.get("pid", 0)), status=obj.get("status", ""),
+                              bundle=Path(obj.get("bundle", "")), annotations=obj.get("annotations") or {})
+
+    def exists(self, container_id: str) -> bool:
+        try:
+            self.state(container_id)
+        except NotFound:
+            return False
+        return True
+
+    def checkpoint(self, container_id: str, images: Path, work: Path, options: CriuOptions) -> None:
+        args = ["checkpoint", "--image-path", str(images), "--work-path", str(work)]
+        args += _criu_flags(options)
+        if options.leave_running:
+            args.append("--leave-running")
+        res = self._run(args + [container_id], work / "runc.log")
+        if res.returncode != 0:
+            raise CriuFailed(f"runc could not checkpoint {container_id!r}", output=res.stdout.strip(),
+                             log_tail=log_tail(work / "dump.log"),
+                             hint="the container was left running; the CRIU log lines above say why")
+
+    def restore(self, container_id: str, bundle: Path, images: Path, work: Path,
+                options: CriuOptions) -> ContainerState:
+        if self.exists(container_id):
+            raise AlreadyExists(f"a runc container named {container_id!r} exists already",
+                                hint="pick another name with --name, or remove that container")
+        args = ["restore", "--detach", "--image-path", str(images), "--work-path", str(work),
+                "--bundle", str(bundle)] + _criu_flags(options.for_restore())
+        res = self._run(args + [container_id], work / "runc.log")
+        if res.returncode != 0:
+            self.delete(container_id)
+            raise CriuFailed(f"runc could not restore {container_id!r}", output=res.stdout.strip(),
+                             log_tail=log_tail(work / "restore.log"))
+        return self.state(container_id)
+
+    def delete(self, container_id: str) -> None:
+        res = self._run(["delete", "--force", container_id])
+        if res.returncode != 0 and self.exists(container_id):
+            raise RuntimeFailed(f"runc could not delete {container_id!r}", output=res.stderr.strip())
+
+    def is_running(self, container_id: str) -> bool:
+        try:
+            return self.state(container_id).status == "running"
+        except NotFound:
+            return False
+
+
+def _criu_flags(options: CriuOptions) -> list[str]:
+    flags = []
+    if options.tcp_established:
+        flags.append("--tcp-established")
+    if options.file_locks:
+        flags.append("--file-locks")
+    if options.ext_unix_sk:
+        flags.append("--ext-unix-sk")
+    if options.shell_job:
+        flags.append("--shell-job")
+    return flags
+
+
+def load_spec(bundle: Path) -> dict:
+    try:
+        return json.loads((bundle / "config.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise RuntimeFailed(f"cannot read the runtime spec of bundle {bundle}: {exc}") from None
+
+
+def rootfs_of(bundle: Path, spec: dict) -> Path:
+    root = Path(spec.get("root", {}).get("path", "rootfs"))
+    return root if root.is_absolute() else bundle / root
+
+
+def ensure_dir(path: Path) -> Path:
+    os.makedirs(path, exist_ok=True)
+    return path
