@@ -99,6 +99,12 @@ class MissingDependency(CkptError):
     exit_code = 12
 
 
+class StorageError(CkptError):
+    """The local disk refused a write or read (full, read-only, permissions)."""
+
+    exit_code = 13
+
+
 class Interrupted(CkptError):
     """The user interrupted the operation; everything it had started was rolled back."""
 
@@ -107,4 +113,4 @@ class Interrupted(CkptError):
 
 EXIT_CODES: dict[str, int] = {cls.__name__: cls.exit_code for cls in (
     CkptError, UsageError, NotFound, AlreadyExists, RuntimeFailed, CriuFailed, IncompatibleHost,
-    CorruptData, RegistryError, AuthError, Unreachable, MissingDependency, Interrupted)}
+    CorruptData, RegistryError, AuthError, Unreachable, MissingDependency, StorageError, Interrupted)}

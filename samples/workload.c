@@ -1,7 +1,7 @@
 /*
  * Sample workload for ckpt: holds memory with a known checksum and counts.
  *
- *   workload [--mem MiB] [--state PATH] [--interval-ms N] [--verify-every N]
+ *   workload [--mem MiB] [--state PATH] [--interval-ms N] [--verify-every N] [--lock PATH]
  *
  * Memory is a mix of random, text-like and zero pages (1/4, 1/4, 1/2), so a
  * checkpoint of it compresses like a real service. Every tick it increments a
@@ -9,6 +9,7 @@
  *   nonce=<random per start> counter=<n> checksum=<fnv64 at start> verified=<last check> ticks_since_verify=<n>
  * After a restore the nonce and checksum stay, the counter goes on, and the
  * next verification recomputes the checksum over the restored memory.
+ * --lock holds an flock on PATH, which CRIU dumps only when asked to (--file-locks).
  */
 #include <fcntl.h>
 #include <stdint.h>
@@ -16,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 static uint64_t rng_state;
@@ -80,7 +82,7 @@ static void write_state(const char *path, uint64_t nonce, uint64_t counter, uint
 int main(int argc, char **argv)
 {
 	size_t mib = 16;
-	const char *state = "/state";
+	const char *state = "/state", *lock = NULL;
 	long interval_ms = 100, verify_every = 10;
 	unsigned char *mem;
 	uint64_t nonce, sum, verified, counter = 0, since = 0;
@@ -96,6 +98,8 @@ int main(int argc, char **argv)
 			interval_ms = strtol(argv[i + 1], NULL, 10);
 		else if (!strcmp(argv[i], "--verify-every"))
 			verify_every = strtol(argv[i + 1], NULL, 10);
+		else if (!strcmp(argv[i], "--lock"))
+			lock = argv[i + 1];
 	}
 
 	/* Keep stdio inside the container, so CRIU never meets a host file. */
@@ -106,6 +110,12 @@ int main(int argc, char **argv)
 		dup2(fd, 2);
 		if (fd > 2)
 			close(fd);
+	}
+
+	if (lock) {
+		fd = open(lock, O_RDWR | O_CREAT, 0644);
+		if (fd < 0 || flock(fd, LOCK_EX) != 0)
+			return 1;
 	}
 
 	clock_gettime(CLOCK_REALTIME, &ts);

@@ -1,6 +1,7 @@
 """Where ckpt keeps its local store, work directories and restored bundles ($CKPT_HOME)."""
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
@@ -8,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from ..errors import StorageError
 from ..oci.layout import Layout
 
 
@@ -45,3 +47,14 @@ class Home:
             yield path
         finally:
             shutil.rmtree(path, ignore_errors=True)
+
+
+@contextmanager
+def disk_errors(what: str) -> Iterator[None]:
+    """Turn an OSError of the local disk into a StorageError that says what was being done."""
+    try:
+        yield
+    except OSError as exc:
+        raise StorageError(f"{what}: {exc.strerror or exc} ({getattr(exc, 'filename', '') or ''})",
+                           hint="free some space or point CKPT_HOME at a bigger disk"
+                           if exc.errno == errno.ENOSPC else None) from exc

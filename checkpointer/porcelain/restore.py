@@ -21,7 +21,7 @@ from ..oci import tarball
 from ..progress import OnProgress, Update, noop
 from ..reference import parse
 from ..runtime.runc import Runc
-from .home import Home
+from .home import Home, disk_errors
 from .locations import RegistryOptions, resolve_source
 
 
@@ -71,7 +71,7 @@ def restore(ref: str, *, name: str | None = None, runc_root: Path | None = None,
     if bundle.exists():
         shutil.rmtree(bundle)  # left by a restore that was killed; no runc container uses it
     try:
-        with home.workdir("restore-") as work:
+        with home.workdir("restore-") as work, disk_errors("could not unpack the checkpoint"):
             _prepare_bundle(layout, checkpoint, bundle, on_progress)
             images = work / "images"
             images.mkdir()

@@ -21,7 +21,7 @@ from ..host import host_info
 from ..progress import OnProgress, Update, noop
 from ..reference import StoreRef, parse
 from ..runtime.runc import Runc, load_spec, rootfs_of
-from .home import Home
+from .home import Home, disk_errors
 from .locations import RegistryOptions, publish
 
 
@@ -69,9 +69,10 @@ def save(container_id: str, dest: str | None = None, *, runc_root: Path | None =
         runc.checkpoint(container_id, images, criu_work, options)
         on_progress(Update("checkpoint", 1, 1, container_id))
         try:
-            desc = write_checkpoint(store, images=images, rootfs=rootfs,
-                                    spec=(state.bundle / "config.json").read_bytes(), config=config,
-                                    on_progress=on_progress)
+            with disk_errors("could not store the checkpoint"):
+                desc = write_checkpoint(store, images=images, rootfs=rootfs,
+                                        spec=(state.bundle / "config.json").read_bytes(), config=config,
+                                        on_progress=on_progress)
             for target in dests:
                 publish(store, desc, target, registry=registry, on_progress=on_progress)
         except BaseException as exc:
