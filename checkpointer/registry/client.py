@@ -6,6 +6,7 @@ import threading
 import warnings
 from pathlib import Path
 from typing import Iterable
+from urllib.parse import urlsplit
 
 import requests
 
@@ -122,7 +123,7 @@ class Registry:
         for attempt in (1, 2):
             sent = dict(headers or {})
             sent.update(self.auth.headers(scopes))
-            self.requests_sent.append((method, path.split("?", 1)[0]))
+            self.requests_sent.append((method, urlsplit(url).path))
             resp = self.transport.send(method, url, headers=sent, body=body, stream=stream, retry=retry)
             if resp.status_code == 401 and attempt == 1 and resp.status_code not in ok:
                 if self.auth.challenge(resp, scopes):

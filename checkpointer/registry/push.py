@@ -7,7 +7,6 @@ as POST + PUT with the body; large ones as POST, one streamed PATCH, then PUT `?
 from __future__ import annotations
 
 import logging
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
@@ -17,10 +16,11 @@ from ..oci import mediatypes as mt
 from ..oci.digest import sha256_digest
 from ..oci.layout import Layout
 from ..oci.model import EMPTY_CONFIG_DATA, Descriptor, Index, Manifest, empty_config, media_type_of
-from ..progress import OnProgress, Update
+from ..progress import OnProgress
 from ..reference import RegistryRef
 from .auth import scope
 from .client import Registry
+from .counter import Counter
 from .referrers import add_to_referrers_tag
 from .transport import RegistryNotFound
 
@@ -31,26 +31,11 @@ UPLOAD_RESTARTS = 3          # a blob upload whose session was lost is started a
 BLOCK = 1 << 20
 
 
-class _Counter:
-    """Adds up bytes done across threads and reports them."""
-
-    def __init__(self, phase: str, total: int, on_progress: OnProgress | None) -> None:
-        self.phase, self.total, self.done = phase, total, 0
-        self._cb = on_progress
-        self._lock = threading.Lock()
-
-    def add(self, n: int, item: str = "") -> None:
-        with self._lock:
-            self.done += n
-            if self._cb:
-                self._cb(Update(self.phase, self.done, self.total, item))
-
-
 class _ProgressReader:
     """A file-like view of a layout blob for requests: streams it, reports progress, and (through
     the layout's VerifyingReader) refuses to finish if the local bytes are not what they claim."""
 
-    def __init__(self, layout: Layout, desc: Descriptor, counter: _Counter) -> None:
+    def __init__(self, layout: Layout, desc: Descriptor, counter: Counter) -> None:
         self._reader = layout.open_blob(desc)
         self._desc = desc
         self._counter = counter
@@ -78,7 +63,7 @@ def _with_query(location: str, **params: str) -> str:
 
 class _Pusher:
     def __init__(self, registry: Registry, layout: Layout, repository: str, *, jobs: int,
-                 counter: _Counter, stream_threshold: int, mount_from: Sequence[str]) -> None:
+                 counter: Counter, stream_threshold: int, mount_from: Sequence[str]) -> None:
         self.reg = registry
         self.layout = layout
         self.repo = repository
@@ -237,7 +222,7 @@ def push(layout: Layout, manifest_desc: Descriptor, dest: RegistryRef, *, regist
     own = registry is None
     reg = registry or Registry(dest.api_host)
     try:
-        counter = _Counter("push", _blob_total(layout, manifest_desc), on_progress)
+        counter = Counter("push", _blob_total(layout, manifest_desc), on_progress)
         pusher = _Pusher(reg, layout, dest.repository, jobs=jobs, counter=counter,
                          stream_threshold=stream_threshold, mount_from=mount_from)
         pusher.push_manifest_tree(manifest_desc, dest.tag or manifest_desc.digest)

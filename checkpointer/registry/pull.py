@@ -1,0 +1,175 @@
+"""Pull a manifest and its blobs from a registry into a Layout, verifying every digest.
+
+Blobs are written through `Layout.writer()` and committed only if their digest matches, so a damaged
+or hostile registry can make a pull fail but never plant bad bytes. A download cut short resumes
+with a Range request; a server that ignores Range, or answers 416 (distribution 2.8.2 then sends a
+bogus Content-Length, so its body is never read by length), makes it start over."""
+from __future__ import annotations
+
+import logging
+import platform as _platform
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+
+from ..errors import CorruptData, NotFound, Unreachable
+from ..oci import mediatypes as mt
+from ..oci.layout import BlobWriter, Layout
+from ..oci.model import Descriptor, Index, Manifest
+from ..progress import OnProgress
+from ..reference import RegistryRef
+from .auth import scope
+from .client import Registry
+from .counter import Counter
+from .manifests import Fetched, fetch_manifest
+
+log = logging.getLogger(__name__)
+
+MAX_RESUMES = 5
+CHUNK = 1 << 20
+_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
+_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "armv7l": "arm",
+         "armv6l": "arm", "i686": "386", "i386": "386", "ppc64le": "ppc64le", "s390x": "s390x",
+         "riscv64": "riscv64"}
+
+
+def host_platform() -> str:
+    machine = _platform.machine().lower()
+    arch = _ARCH.get(machine, machine)
+    variant = {"armv7l": "/v7", "armv6l": "/v6"}.get(machine, "")
+    return f"linux/{arch}{variant}"
+
+
+def _platform_str(desc: Descriptor) -> str:
+    p = desc.platform or {}
+    text = f"{p.get('os', '?')}/{p.get('architecture', '?')}"
+    return text + (f"/{p['variant']}" if p.get("variant") else "")
+
+
+def choose_manifest(index: Index, wanted: str | None, what: str) -> Descriptor:
+    """The entry of `index` for platform `wanted` ("os/arch[/variant]"; default: this host). An index
+    with a single manifest (an artifact) gives that one, whatever its platform."""
+    manifests = [d for d in index.manifests if d.media_type in mt.MANIFEST_TYPES]
+    if wanted is None and len(manifests) == 1:
+        return manifests[0]
+    target = wanted or host_platform()
+    for desc in manifests:
+        have = _platform_str(desc)
+        if have == target or (target.count("/") == 1 and have.rsplit("/", 1)[0] == target
+                              and have.count("/") == 2) or (have.count("/") == 1 and target.startswith(have + "/")):
+            return desc
+    offered = ", ".join(sorted({_platform_str(d) for d in manifests})) or "none"
+    raise NotFound(f"{what} has no manifest for platform {target} (it has: {offered})",
+                   hint="choose one of those with --platform")
+
+
+class _Download:
+    def __init__(self, reg: Registry, layout: Layout, repository: str, counter: Counter) -> None:
+        self.reg, self.layout, self.repo, self.counter = reg, layout, repository, counter
+
+    def run(self, desc: Descriptor) -> None:
+        path = f"/v2/{self.repo}/blobs/{desc.digest}"
+        writer: BlobWriter = self.layout.writer()
+        committed = False
+        failures = 0
+        try:
+            while True:
+                headers = {"Range": f"bytes={writer.size}-"} if writer.size else {}
+                resp = self.reg.request("GET", path, scopes=(scope(self.repo, "pull"),), stream=True,
+                                        what=f"downloading blob {desc.digest}", headers=headers,
+                                        ok=(200, 206, 416))
+                with resp:
+                    if resp.status_code == 416 or (resp.status_code == 200 and writer.size) \
+                            or (resp.status_code == 206 and not self._range_ok(resp, writer.size)):
+                        # no usable partial answer: throw away what we have and start over
+                        log.info("blob %s: HTTP %d to a Range request; starting over", desc.digest, resp.status_code)
+                        writer = self._restart(writer)
+                        if resp.status_code != 200:
+                            failures += 1
+                            if failures > MAX_RESUMES:
+                                raise CorruptData(f"blob {desc.digest}: the registry keeps refusing Range requests")
+                            continue
+                    try:
+                        self._copy(resp, writer, desc)
+                    except (requests.exceptions.ChunkedEncodingError, requests.ConnectionError) as exc:
+                        failures += 1
+                        if failures > MAX_RESUMES:
+                            raise Unreachable(f"download of blob {desc.digest} kept breaking off: {exc}",
+                                              hint="check the network and try again") from None
+                        log.info("blob %s cut off at %d of %d bytes (%s); resuming", desc.digest, writer.size,
+                                 desc.size, type(exc).__name__)
+                        time.sleep(min(2.0, 0.05 * 2 ** failures))
+                        continue
+                if writer.size == desc.size:
+                    writer.commit(desc.media_type, expected=desc.digest)
+                    committed = True
+                    return
+                failures += 1  # the stream ended early without an error: resume
+                if failures > MAX_RESUMES:
+                    raise CorruptData(f"blob {desc.digest} is truncated: {writer.size} of {desc.size} bytes")
+        finally:
+            if not committed:
+                writer.abort()
+
+    def _range_ok(self, resp: requests.Response, offset: int) -> bool:
+        m = _CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
+        return bool(m) and int(m.group(1)) == offset
+
+    def _restart(self, writer: BlobWriter) -> BlobWriter:
+        self.counter.add(-writer.size)
+        writer.abort()
+        return self.layout.writer()
+
+    def _copy(self, resp: requests.Response, writer: BlobWriter, desc: Descriptor) -> None:
+        for chunk in resp.iter_content(CHUNK):
+            if writer.size + len(chunk) > desc.size:
+                raise CorruptData(f"blob {desc.digest} is longer than its {desc.size} bytes")
+            writer.write(chunk)
+            self.counter.add(len(chunk), desc.digest)
+
+
+def _resolve(reg: Registry, src: RegistryRef, wanted: str | None) -> Fetched:
+    got = fetch_manifest(reg, src.repository, src.reference, expected=src.digest)
+    assert got is not None
+    if got.media_type not in mt.INDEX_TYPES:
+        return got
+    chosen = choose_manifest(Index.from_bytes(got.data), wanted, str(src))
+    child = fetch_manifest(reg, src.repository, chosen.digest)
+    assert child is not None
+    if len(child.data) != chosen.size:
+        raise CorruptData(f"manifest {chosen.digest} has {len(child.data)} bytes; the index says {chosen.size}")
+    return child
+
+
+def pull(src: RegistryRef, layout: Layout, *, registry: Registry | None = None, jobs: int = 4,
+         on_progress: OnProgress | None = None, platform: str | None = None) -> Descriptor:
+    """Fetch `src` (an index resolves to the manifest for `platform`, default this host) and all its
+    blobs into `layout`. Stores the manifest blob (untagged) and returns its descriptor."""
+    own = registry is None
+    reg = registry or Registry(src.api_host)
+    try:
+        got = _resolve(reg, src, platform)
+        manifest = Manifest.from_bytes(got.data)
+        blobs = list({b.digest: b for b in manifest.blobs()}.values())
+        counter = Counter("pull", sum(b.size for b in blobs), on_progress)
+        missing = [b for b in blobs if not layout.has_blob(b.digest)]
+        for blob in blobs:
+            if blob not in missing:
+                counter.add(blob.size, blob.digest)
+        download = _Download(reg, layout, src.repository, counter)
+        if jobs <= 1 or len(missing) <= 1:
+            for blob in missing:
+                download.run(blob)
+        else:
+            with ThreadPoolExecutor(max_workers=min(jobs, len(missing)), thread_name_prefix="ckpt-pull") as pool:
+                for fut in [pool.submit(download.run, blob) for blob in missing]:
+                    fut.result()
+        stored = layout.put_bytes(got.data, got.media_type)
+        log.info("pulled %s (%s)", src, stored.digest)
+        return Descriptor(got.media_type, stored.digest, stored.size,
+                          artifact_type=manifest.artifact_type or manifest.config.media_type)
+    finally:
+        if own:
+            reg.close()
