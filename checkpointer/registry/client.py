@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from ..errors import Unreachable
+from ..errors import AuthError, Unreachable
 from . import credentials as creds_mod
 from .auth import Auth
 from .credentials import Credentials
@@ -130,6 +130,21 @@ class Registry:
                     resp.close()
                     continue
             break
+        if resp.status_code == 401 and 401 not in ok:
+            raise self._unauthorized(resp, what)
         if resp.status_code not in ok:
             raise error_from_response(resp, self.host, what)
         return resp
+
+    def _unauthorized(self, resp: requests.Response, what: str) -> AuthError:
+        err = error_from_response(resp, self.host, what)
+        creds = self.auth.credentials
+        if creds.anonymous:
+            message = f"{what}: registry {self.host} requires credentials"
+        elif self.auth.scheme == "bearer":
+            message = f"{what}: registry {self.host} refused access for {creds.username or 'the stored token'!r}"
+        else:
+            message = f"{what}: registry {self.host} refused the user name or password of {creds.username!r}"
+        said = err.message.split("HTTP 401", 1)[1].strip() if "HTTP 401" in err.message else ""
+        return AuthError(f"{message} (HTTP 401{' ' + said if said else ''})", hint=f"run `ckpt login {self.host}`",
+                         status=401, codes=err.codes or ("UNAUTHORIZED",))
