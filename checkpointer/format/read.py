@@ -23,11 +23,13 @@ class Checkpoint:
     manifest: Manifest
     config: CheckpointConfig
 
+    def layers(self, role: str) -> list[Descriptor]:
+        """The layers of `role`, in manifest order (a role may be split over several)."""
+        return [layer for layer in self.manifest.layers if layer.annotations.get(ann.LAYER_ROLE) == role]
+
     def layer(self, role: str) -> Descriptor | None:
-        for layer in self.manifest.layers:
-            if layer.annotations.get(ann.LAYER_ROLE) == role:
-                return layer
-        return None
+        found = self.layers(role)
+        return found[0] if found else None
 
 
 def is_checkpoint(manifest: Manifest) -> bool:

@@ -52,14 +52,13 @@ def inspect(ref: str, *, home: Home | None = None, registry: RegistryOptions = R
     layout, desc = resolve_source(parse(ref), home, registry=registry)
     checkpoint = open_checkpoint(layout, desc)
     processes: tuple[criu_images.Process, ...] = ()
-    criu_layer = checkpoint.layer(roles.CRIU)
-    pages_layer = checkpoint.layer(roles.PAGES)
-    if criu_layer is not None:
+    pages = checkpoint.layers(roles.PAGES)
+    if criu_layers := checkpoint.layers(roles.CRIU):
         with home.workdir("inspect-") as work:
-            unpack_layer(layout, criu_layer, work, tarball.CRIU_IMAGES)
-            # Command lines live in memory pages; unpack them only when they are small.
-            if pages_layer is not None and pages_layer.size <= 64 << 20:
-                unpack_layer(layout, pages_layer, work, tarball.CRIU_IMAGES)
+            # Command lines live in memory pages; unpack those only when they are small.
+            small_pages = pages if sum(layer.size for layer in pages) <= 64 << 20 else []
+            for layer in (*criu_layers, *small_pages):
+                unpack_layer(layout, layer, work, tarball.CRIU_IMAGES)
             processes = tuple(criu_images.process_tree(work))
     layers = tuple(LayerView(layer.annotations.get(ann.LAYER_ROLE, "?"), layer.media_type, layer.digest, layer.size)
                    for layer in checkpoint.manifest.layers)

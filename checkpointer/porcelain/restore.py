@@ -76,7 +76,7 @@ def restore(ref: str, *, name: str | None = None, runc_root: Path | None = None,
             images = work / "images"
             images.mkdir()
             for role in (roles.CRIU, roles.PAGES):
-                if layer := checkpoint.layer(role):
+                for layer in checkpoint.layers(role):
                     on_progress(Update(f"unpack {role}", 0, layer.size))
                     unpack_layer(layout, layer, images, tarball.CRIU_IMAGES)
                     on_progress(Update(f"unpack {role}", layer.size, layer.size))
