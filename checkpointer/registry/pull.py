@@ -13,6 +13,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
+import urllib3
 
 from ..errors import CorruptData, NotFound, Unreachable
 from ..oci import mediatypes as mt
@@ -29,6 +30,8 @@ log = logging.getLogger(__name__)
 
 MAX_RESUMES = 5
 CHUNK = 1 << 20
+_CUT_OFF = (requests.exceptions.ChunkedEncodingError, requests.ConnectionError, urllib3.exceptions.HTTPError,
+            ConnectionError, TimeoutError)
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 _ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "armv7l": "arm",
          "armv6l": "arm", "i686": "386", "i386": "386", "ppc64le": "ppc64le", "s390x": "s390x",
@@ -93,7 +96,7 @@ class _Download:
                             continue
                     try:
                         self._copy(resp, writer, desc)
-                    except (requests.exceptions.ChunkedEncodingError, requests.ConnectionError) as exc:
+                    except _CUT_OFF as exc:
                         failures += 1
                         if failures > MAX_RESUMES:
                             raise Unreachable(f"download of blob {desc.digest} kept breaking off: {exc}",
@@ -123,7 +126,8 @@ class _Download:
         return self.layout.writer()
 
     def _copy(self, resp: requests.Response, writer: BlobWriter, desc: Descriptor) -> None:
-        for chunk in resp.iter_content(CHUNK):
+        # read1: whatever has arrived, so a connection cut keeps every byte received before it
+        while chunk := resp.raw.read1(CHUNK, decode_content=True):
             if writer.size + len(chunk) > desc.size:
                 raise CorruptData(f"blob {desc.digest} is longer than its {desc.size} bytes")
             writer.write(chunk)

@@ -161,7 +161,7 @@ class TokenServer:
         ctx.load_cert_chain(str(pki.server_cert), str(pki.server_key))
         self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
         self.httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
 
     def _basic_user(self, header: str) -> str | None | bool:
