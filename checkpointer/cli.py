@@ -184,6 +184,65 @@ def rm(ref: Annotated[str, typer.Argument(help="NAME[:TAG] in the local store.")
         ui.out.print(f"removed {ref} ({digest[:19]}), freed {_size(freed)}")
 
 
+@app.command(epilog=REF_HELP)
+def push(
+    src: Annotated[str, typer.Argument(help="The checkpoint to copy (REF), e.g. web:latest.")],
+    dest: Annotated[str, typer.Argument(help="Where to copy it (REF), e.g. registry.example.com/team/web:v1.")],
+    insecure: Insecure = False, ca_dir: CaDir = None, jobs: Jobs = 4, as_json: Json = False,
+) -> None:
+    """Copy a checkpoint to a registry, an OCI layout or the store. The tag is written last."""
+    _copy(src, dest, insecure, ca_dir, jobs, as_json)
+
+
+@app.command(epilog=REF_HELP)
+def pull(
+    src: Annotated[str, typer.Argument(help="The checkpoint to fetch (REF).")],
+    dest: Annotated[Optional[str], typer.Argument(
+        help="Local name (default: the repository's last part and the tag).")] = None,
+    insecure: Insecure = False, ca_dir: CaDir = None, jobs: Jobs = 4, as_json: Json = False,
+) -> None:
+    """Fetch a checkpoint into the local store, verifying every blob."""
+    _copy(src, dest, insecure, ca_dir, jobs, as_json)
+
+
+def _copy(src: str, dest: str | None, insecure: bool, ca_dir: Path | None, jobs: int, as_json: bool) -> None:
+    from .porcelain.transfer import copy
+
+    with ui.progress(not as_json) as on_progress:
+        result = copy(src, dest, home=_home(), registry=_registry(insecure, ca_dir, jobs), on_progress=on_progress)
+    if as_json:
+        ui.print_json(asdict(result))
+    else:
+        ui.out.print(f"copied {result.source} -> {result.destination}\ndigest {result.digest} ({_size(result.size)})")
+
+
+@app.command()
+def login(
+    host: Annotated[str, typer.Argument(help="Registry host[:port].")],
+    username: Annotated[str, typer.Option("--username", "-u", prompt=True, help="User name.")],
+    password_stdin: Annotated[bool, typer.Option("--password-stdin",
+                                                 help="Read the password from standard input.")] = False,
+    insecure: Insecure = False, ca_dir: CaDir = None,
+) -> None:
+    """Check credentials against a registry and store them (docker config.json or its helper)."""
+    from .registry import login as do_login
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("Password", hide_input=True)
+    where = do_login(host, username, password, insecure=insecure, ca_dir=ca_dir)
+    ui.out.print(f"login succeeded; credentials stored in {where}")
+
+
+@app.command()
+def logout(host: Annotated[str, typer.Argument(help="Registry host[:port].")]) -> None:
+    """Forget the stored credentials for a registry."""
+    from .registry import logout as do_logout
+
+    ui.out.print(f"removed credentials for {host}" if do_logout(host) else f"no credentials stored for {host}")
+
+
 @app.command()
 def check(as_json: Json = False) -> None:
     """Tell whether this host can save and restore checkpoints, with a hint for each gap."""

@@ -5,8 +5,10 @@ every blob is verified before use), an oci: ref is opened where it is.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Iterator
 
 from ..errors import NotFound, UsageError
 from ..oci.layout import Layout
@@ -23,10 +25,12 @@ class RegistryOptions:
     jobs: int = 4
 
 
-def _registry(ref: RegistryRef, opts: RegistryOptions):  # noqa: ANN202 - lazy import keeps startup fast
-    from ..registry import Registry
+@contextmanager
+def _registry(ref: RegistryRef, opts: RegistryOptions) -> Iterator[Any]:
+    from ..registry import Registry  # imported here: requests is slow to import and often unneeded
 
-    return Registry(ref.api_host, insecure=opts.insecure, ca_dir=opts.ca_dir)
+    with Registry(ref.api_host, insecure=opts.insecure, ca_dir=opts.ca_dir) as reg:
+        yield reg
 
 
 def resolve_source(ref: Ref, home: Home, *, registry: RegistryOptions = RegistryOptions(),
@@ -47,7 +51,8 @@ def resolve_source(ref: Ref, home: Home, *, registry: RegistryOptions = Registry
         from ..registry import pull
 
         store = home.store()
-        desc = pull(ref, store, registry=_registry(ref, registry), jobs=registry.jobs, on_progress=on_progress)
+        with _registry(ref, registry) as reg:
+            desc = pull(ref, store, registry=reg, jobs=registry.jobs, on_progress=on_progress)
         return store, desc
     raise UsageError(f"reading checkpoint archives ({ref}) is not supported yet",
                      hint="use a store name, a registry reference or oci:PATH")
@@ -71,8 +76,8 @@ def publish(layout: Layout, desc: Descriptor, dest: Ref, *, registry: RegistryOp
 
         if dest.digest:
             raise UsageError("push to a tag, not a digest")
-        return push(layout, desc, dest, registry=_registry(dest, registry), jobs=registry.jobs,
-                    on_progress=on_progress)
+        with _registry(dest, registry) as reg:
+            return push(layout, desc, dest, registry=reg, jobs=registry.jobs, on_progress=on_progress)
     assert isinstance(dest, ArchiveRef)
     raise UsageError(f"writing checkpoint archives ({dest}) is not supported yet",
                      hint="use a store name, a registry reference or oci:PATH")
@@ -88,3 +93,12 @@ def copy_blobs(src: Layout, dst: Layout, desc: Descriptor) -> None:
             while chunk := reader.read(1 << 20):
                 writer.write(chunk)
             writer.commit(blob.media_type, expected=blob.digest)
+
+
+def default_store_ref(src: Ref) -> StoreRef:
+    """The local name a pulled checkpoint gets: the repository's last part and its tag."""
+    if isinstance(src, RegistryRef):
+        return StoreRef(src.repository.rsplit("/", 1)[-1], src.tag or "latest")
+    if isinstance(src, LayoutRef):
+        return StoreRef(src.path.name.lower() or "checkpoint", src.tag)
+    raise UsageError(f"name a destination for {src}")

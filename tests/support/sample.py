@@ -64,11 +64,12 @@ def runc_status(runc_root: Path, name: str) -> str | None:
     return json.loads(res.stdout)["status"] if res.returncode == 0 else None
 
 
-def ckpt(*args: str, home: Path, check: bool = False, timeout: float = 300) -> subprocess.CompletedProcess:
+def ckpt(*args: str, home: Path, check: bool = False, timeout: float = 300, env: dict | None = None,
+         input: str | None = None) -> subprocess.CompletedProcess:
     """Run the real `ckpt` command line (python -m checkpointer) with its own CKPT_HOME."""
-    env = {**os.environ, "CKPT_HOME": str(home)}
-    res = subprocess.run([sys.executable, "-m", "checkpointer", *args], capture_output=True, text=True, env=env,
-                         timeout=timeout, cwd=REPO)
+    full_env = {**os.environ, **(env or {}), "CKPT_HOME": str(home)}
+    res = subprocess.run([sys.executable, "-m", "checkpointer", *args], capture_output=True, text=True,
+                         env=full_env, timeout=timeout, cwd=REPO, input=input)
     if check and res.returncode != 0:
         raise AssertionError(f"ckpt {' '.join(args)} exited {res.returncode}\n{res.stdout}\n{res.stderr}")
     return res
