@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,3 +54,11 @@ def make_artifact(root: Path, *, big: int = 300_000, seed: bytes = b"", subject:
                         artifact_type=artifact_type, subject=subject)
     desc = layout.put_manifest(manifest)
     return Artifact(layout, manifest, desc, payloads)
+
+
+def skopeo_raw(server, ref: str) -> bytes:
+    """The raw manifest `ref` ("repo:tag") as skopeo, an independent client, sees it."""
+    done = subprocess.run(["skopeo", "inspect", "--raw", *server.skopeo_args(), f"docker://{server.host}/{ref}"],
+                          capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr.decode()
+    return done.stdout

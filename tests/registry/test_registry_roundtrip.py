@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import json
-import subprocess
-
 import pytest
-from registry_helpers import STREAM_THRESHOLD, client_for, make_artifact
+from registry_helpers import STREAM_THRESHOLD, client_for, make_artifact, skopeo_raw
 
 from checkpointer.errors import AuthError, CorruptData, NotFound, Unreachable
 from checkpointer.oci import mediatypes as mt
@@ -19,13 +17,6 @@ def _assert_same_blobs(art, dst: Layout, desc: Descriptor) -> None:
     assert dst.read_blob(desc) == art.layout.read_blob(art.desc)
     for digest, data in art.payloads.items():
         assert dst.blob_path(digest).read_bytes() == data
-
-
-def _skopeo_raw(server, ref: str) -> bytes:
-    done = subprocess.run(["skopeo", "inspect", "--raw", *server.skopeo_args(), f"docker://{server.host}/{ref}"],
-                          capture_output=True, timeout=60)
-    assert done.returncode == 0, done.stderr.decode()
-    return done.stdout
 
 
 def test_push_pull_roundtrip_no_auth(registry_none, artifact, tmp_path):
@@ -45,7 +36,7 @@ def test_push_pull_roundtrip_no_auth(registry_none, artifact, tmp_path):
     assert updates[-1].phase == "push" and updates[-1].total == total
     assert max(u.done for u in updates) == total
 
-    assert _skopeo_raw(registry_none, "ckpt/roundtrip:v1") == artifact.layout.read_blob(artifact.desc)
+    assert skopeo_raw(registry_none, "ckpt/roundtrip:v1") == artifact.layout.read_blob(artifact.desc)
 
     dst = Layout(tmp_path / "dst", create=True)
     with client_for(registry_none) as reg:
@@ -113,7 +104,7 @@ def test_index_pull_picks_platform(registry_none, tmp_path):
         assert got.digest == amd.desc.digest
         with pytest.raises(NotFound, match="linux/amd64, linux/arm64/v8"):
             pull(dest, Layout(tmp_path / "d3", create=True), registry=reg, platform="linux/s390x")
-    assert json.loads(_skopeo_raw(registry_none, "ckpt/multi:v1"))["mediaType"] == mt.OCI_INDEX
+    assert json.loads(skopeo_raw(registry_none, "ckpt/multi:v1"))["mediaType"] == mt.OCI_INDEX
 
 
 # -- Basic auth ----------------------------------------------------------------------------------
@@ -125,7 +116,7 @@ def test_basic_auth_push_pull(registry_basic, artifact, tmp_path):
         assert reg.auth.scheme == "basic"
         got = pull(dest, Layout(tmp_path / "dst", create=True), registry=reg)
     assert got.digest == artifact.desc.digest
-    assert _skopeo_raw(registry_basic, "ckpt/basic:v1") == artifact.layout.read_blob(artifact.desc)
+    assert skopeo_raw(registry_basic, "ckpt/basic:v1") == artifact.layout.read_blob(artifact.desc)
 
 
 def test_basic_auth_wrong_password_and_anonymous(registry_basic, artifact):
@@ -156,7 +147,7 @@ def test_token_auth_over_tls(registry_token, artifact, tmp_path):
         got = pull(dest, Layout(tmp_path / "dst", create=True), registry=reg)
         assert len(tokens) == 2 and tokens[1]["scopes"] == ["repository:ckpt/token:pull"]
     _assert_same_blobs(artifact, Layout(tmp_path / "dst"), got)
-    assert _skopeo_raw(registry_token, "ckpt/token:v1") == artifact.layout.read_blob(artifact.desc)
+    assert skopeo_raw(registry_token, "ckpt/token:v1") == artifact.layout.read_blob(artifact.desc)
 
 
 def test_token_refreshed_when_expired_or_refused(registry_token, artifact, tmp_path):
