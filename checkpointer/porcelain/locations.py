@@ -83,6 +83,14 @@ def publish(layout: Layout, desc: Descriptor, dest: Ref, *, registry: RegistryOp
                      hint="use a store name, a registry reference or oci:PATH")
 
 
+def preflight(dest: Ref, *, registry: RegistryOptions = RegistryOptions()) -> None:
+    """Fail early, before anything is dumped, when a registry destination cannot be reached or
+    refuses our credentials."""
+    if isinstance(dest, RegistryRef):
+        with _registry(dest, registry) as reg:
+            reg.ping()
+
+
 def copy_blobs(src: Layout, dst: Layout, desc: Descriptor) -> None:
     """Copy a manifest and its blobs between layouts, verifying each as it is read."""
     manifest = src.read_manifest(desc)

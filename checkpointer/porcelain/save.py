@@ -22,7 +22,7 @@ from ..progress import OnProgress, Update, noop
 from ..reference import StoreRef, parse
 from ..runtime.runc import Runc, load_spec, rootfs_of
 from .home import Home, disk_errors
-from .locations import RegistryOptions, publish
+from .locations import RegistryOptions, preflight, publish
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +60,8 @@ def save(container_id: str, dest: str | None = None, *, runc_root: Path | None =
         host=info, container_id=container_id, container_name=container_id,
         created=now.strftime("%Y-%m-%dT%H:%M:%SZ"), criu_options=options, ckpt_version=__version__)
     store = home.store()
+    for target in dests:
+        preflight(target, registry=registry)
 
     with home.workdir("save-") as work:
         images, criu_work = work / "images", work / "criu"

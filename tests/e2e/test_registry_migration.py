@@ -67,7 +67,7 @@ def test_wrong_password_is_an_auth_error(tmp_path, ckpt_home, docker_config):
         assert not (tmp_path / "docker-config" / "config.json").exists()
 
 
-def test_unreachable_registry_puts_the_container_back(bundle_template, tmp_path, runc_root, ckpt_home,
+def test_unreachable_registry_is_found_before_the_dump(bundle_template, tmp_path, runc_root, ckpt_home,
                                                       container_name):
     bundle = make_bundle(bundle_template, tmp_path / "bundle")
     start(runc_root, bundle, container_name)
