@@ -197,3 +197,20 @@ def test_insecure_skips_verification(registry_token):
                   credentials=Credentials(registry_token.username, registry_token.password)) as reg:
         reg.ping()
         assert reg.base_url.startswith("https://")
+
+
+def test_cross_repo_mount(registry_token, artifact, tmp_path):
+    src = RegistryRef(registry_token.host, "ckpt/mount-src", "v1")
+    dst = RegistryRef(registry_token.host, "ckpt/mount-dst", "v1")
+    with client_for(registry_token) as reg:
+        push(artifact.layout, artifact.desc, src, registry=reg, stream_threshold=STREAM_THRESHOLD)
+        reg.requests_sent.clear()
+        push(artifact.layout, artifact.desc, dst, registry=reg, stream_threshold=STREAM_THRESHOLD,
+             mount_from=["ckpt/mount-src"])
+        methods = [m for m, _ in reg.requests_sent]
+        got = pull(dst, Layout(tmp_path / "dst", create=True), registry=reg)
+    assert methods.count("POST") == 3 and "PATCH" not in methods and methods.count("PUT") == 1
+    # the token asked for covers both repositories
+    assert any(sorted(r["scopes"]) == ["repository:ckpt/mount-dst:pull,push", "repository:ckpt/mount-src:pull"]
+               for r in registry_token.token_server.requests)
+    assert got.digest == artifact.desc.digest
