@@ -78,7 +78,7 @@ pip_wheel_fits() {
 apt_install runc busybox-static iproute2 gcc libc6-dev
 install_criu
 if [ $want_test = 1 ]; then
-    apt_install docker-registry skopeo openssl apache2-utils
+    apt_install docker-registry skopeo openssl apache2-utils podman
 fi
 
 # The venv sees the system site-packages because pycriu only ships as a distribution package.
