@@ -37,7 +37,8 @@ class Registry:
         if insecure:
             from urllib3.exceptions import InsecureRequestWarning
             warnings.filterwarnings("ignore", category=InsecureRequestWarning)
-        self.session = make_session(ca_dir=Path(ca_dir) if ca_dir else None, verify=not insecure, pool=pool)
+        self.session = make_session(ca_dir=Path(ca_dir) if ca_dir else None, verify=not insecure, pool=pool,
+                                    env_proxies=not is_loopback(host))
         self.transport = Transport(self.session, host, timeout=timeout, policy=retry or RetryPolicy())
         given = credentials
 

@@ -10,7 +10,6 @@ import logging
 import platform as _platform
 import re
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import requests
 import urllib3
@@ -24,6 +23,7 @@ from ..reference import RegistryRef
 from .auth import scope
 from .client import Registry
 from .counter import Counter
+from .parallel import run_parallel
 from .manifests import Fetched, fetch_manifest
 
 log = logging.getLogger(__name__)
@@ -163,13 +163,7 @@ def pull(src: RegistryRef, layout: Layout, *, registry: Registry | None = None, 
             if blob not in missing:
                 counter.add(blob.size, blob.digest)
         download = _Download(reg, layout, src.repository, counter)
-        if jobs <= 1 or len(missing) <= 1:
-            for blob in missing:
-                download.run(blob)
-        else:
-            with ThreadPoolExecutor(max_workers=min(jobs, len(missing)), thread_name_prefix="ckpt-pull") as pool:
-                for fut in [pool.submit(download.run, blob) for blob in missing]:
-                    fut.result()
+        run_parallel(download.run, missing, jobs=jobs, name="ckpt-pull")
         stored = layout.put_bytes(got.data, got.media_type)
         log.info("pulled %s (%s)", src, stored.digest)
         return Descriptor(got.media_type, stored.digest, stored.size,

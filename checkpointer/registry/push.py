@@ -7,7 +7,6 @@ as POST + PUT with the body; large ones as POST, one streamed PATCH, then PUT `?
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
@@ -21,6 +20,7 @@ from ..reference import RegistryRef
 from .auth import scope
 from .client import Registry
 from .counter import Counter
+from .parallel import run_parallel
 from .referrers import add_to_referrers_tag
 from .transport import RegistryNotFound
 
@@ -77,14 +77,7 @@ class _Pusher:
 
     def push_blobs(self, blobs: Sequence[Descriptor]) -> None:
         unique = list({b.digest: b for b in blobs}.values())
-        if self.jobs == 1 or len(unique) <= 1:
-            for blob in unique:
-                self.push_blob(blob)
-            return
-        with ThreadPoolExecutor(max_workers=min(self.jobs, len(unique)), thread_name_prefix="ckpt-push") as pool:
-            futures = [pool.submit(self.push_blob, blob) for blob in unique]
-            for fut in futures:
-                fut.result()  # first error wins; the others finish or fail on their own
+        run_parallel(self.push_blob, unique, jobs=self.jobs, name="ckpt-push")
 
     def exists(self, desc: Descriptor) -> bool:
         resp = self.reg.request("HEAD", f"/v2/{self.repo}/blobs/{desc.digest}", scopes=self.scopes,

@@ -105,11 +105,18 @@ def tls_context(ca_dir: Path | None) -> ssl.SSLContext | None:
     return ctx
 
 
-def make_session(*, ca_dir: Path | None, verify: bool, pool: int) -> requests.Session:
+def _no_netrc(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    return request
+
+
+def make_session(*, ca_dir: Path | None, verify: bool, pool: int, env_proxies: bool = True) -> requests.Session:
     session = requests.Session()
     session.headers["User-Agent"] = USER_AGENT
     session.verify = verify
-    session.trust_env = False  # no ~/.netrc auth, no proxies for a registry we were told to talk to
+    # HTTP(S)_PROXY/NO_PROXY are honoured (not for loopback registries), ~/.netrc never is: a
+    # session-level auth hook that adds nothing stops requests from sending netrc passwords.
+    session.trust_env = env_proxies
+    session.auth = _no_netrc
     adapter = _TLSAdapter(tls_context(ca_dir) if verify else None, pool_connections=4, pool_maxsize=pool,
                           max_retries=0)
     session.mount("https://", adapter)

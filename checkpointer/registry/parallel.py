@@ -1,0 +1,22 @@
+"""Run one function over many blobs on a few threads; the first failure cancels what has not started."""
+from __future__ import annotations
+
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from typing import Callable, Sequence, TypeVar
+
+T = TypeVar("T")
+
+
+def run_parallel(fn: Callable[[T], None], items: Sequence[T], *, jobs: int, name: str) -> None:
+    if jobs <= 1 or len(items) <= 1:
+        for item in items:
+            fn(item)
+        return
+    with ThreadPoolExecutor(max_workers=min(jobs, len(items)), thread_name_prefix=name) as pool:
+        futures = [pool.submit(fn, item) for item in items]
+        wait(futures, return_when=FIRST_EXCEPTION)
+        failed = [f for f in futures if f.done() and not f.cancelled() and f.exception() is not None]
+        if failed:
+            for fut in futures:
+                fut.cancel()  # those already running finish on their own
+            raise failed[0].exception()  # type: ignore[misc]
