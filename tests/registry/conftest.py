@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from registry_helpers import Artifact, make_artifact  # noqa: E402  (also puts the repo root on sys.path)
 
 from fake_registry import FakeRegistry  # noqa: E402
-from tests.support.registry_server import RegistryServer  # noqa: E402
+from support.registry_server import RegistryServer  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

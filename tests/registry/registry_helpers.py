@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 _HERE = Path(__file__).resolve().parent
-for _p in (str(_HERE.parents[1]), str(_HERE)):
+for _p in (str(_HERE.parents[1]), str(_HERE.parent), str(_HERE)):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 

@@ -189,7 +189,7 @@ def test_login_with_token_server(registry_token):
 
 
 def test_identity_token_uses_oauth2_refresh(tmp_path):
-    from tests.support.registry_server import RegistryServer
+    from support.registry_server import RegistryServer
     with RegistryServer(tmp_path, auth="token", identity_token="refresh-abc") as server:
         art = make_artifact(tmp_path / "src", big=10)
         dest = RegistryRef(server.host, "ckpt/idtoken", "v1")

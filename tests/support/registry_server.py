@@ -79,7 +79,7 @@ _pki: Pki | None = None
 _pki_lock = threading.Lock()
 
 
-def test_pki() -> Pki:
+def shared_pki() -> Pki:
     global _pki
     with _pki_lock:
         if _pki is None:
@@ -270,7 +270,7 @@ class RegistryServer:
     def start(self) -> "RegistryServer":
         self.workdir.mkdir(parents=True)
         if self.tls:
-            self.pki = test_pki()
+            self.pki = shared_pki()
             self.ca_cert = self.pki.ca_cert
             self.cert_dir = self.workdir / "certs"
             self.cert_dir.mkdir()
