@@ -6,6 +6,7 @@ and links that would reach outside the target (docs/security.md).
 """
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import tarfile
@@ -110,6 +111,27 @@ def _ensure_parent(dest: Path, rel: PurePosixPath) -> Path:
     return current / rel.name
 
 
+def _existing_file(dest: Path, rel: PurePosixPath, what: str) -> Path:
+    """The regular file `rel` under `dest`, reached through real directories only (never a symlink)."""
+    current = dest
+    for part in rel.parts[:-1]:
+        current = current / part
+        try:
+            st = os.lstat(current)
+        except FileNotFoundError:
+            st = None
+        if st is None or not stat.S_ISDIR(st.st_mode):
+            raise CorruptData(f"{what}: {str(rel)!r} is not reached through directories of the archive")
+    path = current / rel.name
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        raise CorruptData(f"{what}, which is not in the archive before it") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise CorruptData(f"{what}, which is not a regular file")
+    return path
+
+
 def _remove_existing(target: Path) -> None:
     try:
         st = os.lstat(target)
@@ -120,32 +142,77 @@ def _remove_existing(target: Path) -> None:
     os.unlink(target)
 
 
+class _StrictTarInfo(tarfile.TarInfo):
+    """tarfile quietly ends the archive at a missing, cut or damaged header after the first member;
+    here those are errors, so a truncated or spliced archive does not unpack "successfully"."""
+
+    @classmethod
+    def fromtarfile(cls, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:  # type: ignore[override]
+        try:
+            return super().fromtarfile(tarfile_)
+        except tarfile.EOFHeaderError:
+            raise  # a block of zeros: the end-of-archive marker
+        except tarfile.EmptyHeaderError:
+            raise CorruptData("archive is truncated: it ends without an end-of-archive marker") from None
+        except tarfile.TruncatedHeaderError:
+            raise CorruptData("archive is truncated inside a header") from None
+        except tarfile.InvalidHeaderError as exc:
+            raise CorruptData(f"damaged archive: {exc}") from None
+
+
+# What a hostile or damaged archive (rather than the disk) makes the OS refuse.
+_ARCHIVE_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.ELOOP,
+                             errno.EMLINK, errno.EINVAL, errno.EOVERFLOW})
+_MAX_ID = (1 << 32) - 2
+
+
 def unpack(stream: BinaryIO, dest: Path, policy: UnpackPolicy = CRIU_IMAGES,
            on_bytes: Callable[[int], None] | None = None) -> None:
-    """Unpack a tar stream into the existing directory `dest` under `policy`."""
+    """Unpack a tar stream into the existing directory `dest` under `policy`.
+
+    Raises CorruptData for anything hostile or damaged; an OSError only for a disk problem."""
     dest = Path(dest)
     total = 0
+    directories: dict[Path, tuple[tarfile.TarInfo, int, int]] = {}
+    member: tarfile.TarInfo | None = None
     try:
-        with tarfile.open(fileobj=stream, mode="r|") as tar:
+        with tarfile.open(fileobj=stream, mode="r|", tarinfo=_StrictTarInfo) as tar:
             for member in tar:
                 total += max(member.size, 0)
                 if total > policy.max_bytes:
                     raise CorruptData(f"archive unpacks to more than {policy.max_bytes} bytes")
-                _unpack_member(tar, member, dest, policy, on_bytes)
+                _unpack_member(tar, member, dest, policy, on_bytes, directories)
+            member = None
+            # Deepest first, so a directory made read-only does not stop its children's updates,
+            # and after every child was written, so its mtime stays the archive's.
+            for target, (dir_member, mode, depth) in sorted(directories.items(), key=lambda kv: -kv[1][2]):
+                member = dir_member
+                _apply_dir_metadata(target, dir_member, mode, policy)
     except tarfile.TarError as exc:
         raise CorruptData(f"damaged archive: {exc}") from None
     except EOFError:
         raise CorruptData("archive is truncated") from None
+    except (OverflowError, ValueError) as exc:
+        where = f" entry {member.name!r}" if member is not None else ""
+        raise CorruptData(f"archive{where} holds an impossible value: {exc}") from None
+    except OSError as exc:
+        if exc.errno not in _ARCHIVE_ERRNOS:
+            raise
+        where = f" entry {member.name!r}" if member is not None else ""
+        raise CorruptData(f"archive{where} cannot be unpacked: {exc.strerror}") from None
 
 
 def _unpack_member(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: Path, policy: UnpackPolicy,
-                   on_bytes: Callable[[int], None] | None) -> None:
+                   on_bytes: Callable[[int], None] | None,
+                   directories: dict[Path, tuple[tarfile.TarInfo, int, int]]) -> None:
     rel = _safe_name(member.name)
     if rel == PurePosixPath("."):
         return
     mode = member.mode & 0o7777
     if mode & (stat.S_ISUID | stat.S_ISGID) and not policy.allow_setuid:
         raise CorruptData(f"archive entry {member.name!r} is setuid/setgid, which this layer may not hold")
+    if policy.keep_owner and not (0 <= member.uid <= _MAX_ID and 0 <= member.gid <= _MAX_ID):
+        raise CorruptData(f"archive entry {member.name!r} has an impossible owner {member.uid}:{member.gid}")
     target = _ensure_parent(dest, rel)
     if member.isdir():
         try:
@@ -154,6 +221,8 @@ def _unpack_member(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: Path, po
                 raise CorruptData(f"archive directory {member.name!r} collides with a non-directory")
         except FileNotFoundError:
             os.mkdir(target, 0o700)
+        directories.pop(target, None)  # a repeated entry wins, and keeps its own place in the order
+        directories[target] = (member, mode, len(rel.parts))
     elif member.isreg():
         _remove_existing(target)
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
@@ -161,42 +230,49 @@ def _unpack_member(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: Path, po
         with os.fdopen(fd, "wb") as out:
             remaining = member.size
             while remaining > 0:
-                chunk = src.read(min(_COPY_CHUNK, remaining))
+                chunk = src.read(min(_COPY_CHUNK, remaining))  # type: ignore[union-attr]
                 if not chunk:
                     raise CorruptData(f"archive is truncated inside {member.name!r}")
                 out.write(chunk)
                 remaining -= len(chunk)
                 if on_bytes:
                     on_bytes(len(chunk))
+            out.flush()
+            _apply_fd_metadata(out.fileno(), member, mode, policy)
     elif member.issym():
         if not policy.allow_symlinks:
             raise CorruptData(f"archive entry {member.name!r} is a symlink, which this layer may not hold")
         _remove_existing(target)
         # The target is kept as written: it is resolved inside the container's root, and nothing
-        # here ever writes through it (_ensure_parent refuses to).
+        # here ever writes through it (_ensure_parent and _existing_file refuse to).
         os.symlink(member.linkname, target)
+        if policy.keep_owner and os.geteuid() == 0:
+            os.chown(target, member.uid, member.gid, follow_symlinks=False)
+        os.utime(target, (member.mtime, member.mtime), follow_symlinks=False)
     elif member.islnk():
         if not policy.allow_hardlinks:
             raise CorruptData(f"archive entry {member.name!r} is a hard link, which this layer may not hold")
-        source = dest / _safe_name(member.linkname)
-        try:
-            st = os.lstat(source)
-        except FileNotFoundError:
-            raise CorruptData(f"hard link {member.name!r} points at {member.linkname!r}, "
-                              "which is not in the archive before it") from None
-        if not stat.S_ISREG(st.st_mode):
-            raise CorruptData(f"hard link {member.name!r} points at a non-regular file")
+        what = f"hard link {member.name!r} points at {member.linkname!r}"
+        link_rel = _safe_name(member.linkname)
+        if link_rel == rel:
+            raise CorruptData(f"{what}, which is itself")
+        source = _existing_file(dest, link_rel, what)
         _remove_existing(target)
         os.link(source, target, follow_symlinks=False)
-        return
     else:
         raise CorruptData(f"archive entry {member.name!r} is a device, fifo or other special file")
-    _apply_metadata(target, member, mode, policy)
 
 
-def _apply_metadata(target: Path, member: tarfile.TarInfo, mode: int, policy: UnpackPolicy) -> None:
+def _apply_fd_metadata(fd: int, member: tarfile.TarInfo, mode: int, policy: UnpackPolicy) -> None:
     if policy.keep_owner and os.geteuid() == 0:
-        os.chown(target, member.uid, member.gid, follow_symlinks=False)
-    if not member.issym():
-        os.chmod(target, mode)
-        os.utime(target, (member.mtime, member.mtime))
+        os.fchown(fd, member.uid, member.gid)  # before chmod: chown clears setuid bits
+    os.fchmod(fd, mode)
+    os.utime(fd, (member.mtime, member.mtime))
+
+
+def _apply_dir_metadata(target: Path, member: tarfile.TarInfo, mode: int, policy: UnpackPolicy) -> None:
+    fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        _apply_fd_metadata(fd, member, mode, policy)
+    finally:
+        os.close(fd)
