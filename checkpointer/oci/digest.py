@@ -7,7 +7,7 @@ from typing import BinaryIO
 
 from ..errors import CorruptData
 
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")  # always fullmatch: `$` would let a trailing newline in
 
 
 def sha256_digest(data: bytes) -> str:
@@ -16,8 +16,8 @@ def sha256_digest(data: bytes) -> str:
 
 def check_digest(digest: str) -> str:
     """Return `digest` if it is a well-formed sha256 digest (the only algorithm ckpt writes)."""
-    if not _DIGEST.match(digest):
-        raise CorruptData(f"not a sha256 digest: {digest[:80]!r}")
+    if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
+        raise CorruptData(f"not a sha256 digest: {str(digest)[:80]!r}")
     return digest
 
 
@@ -52,7 +52,7 @@ class VerifyingReader:
         if self._size is not None and self._read > self._size:
             raise CorruptData(f"{self._what} {self._digest} is longer than its {self._size} bytes")
         self._hash.update(data)
-        if not data or (n is None or n < 0):
+        if (not data and n != 0) or n is None or n < 0:
             self._check()
         return data
 
