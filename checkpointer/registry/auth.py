@@ -80,8 +80,9 @@ class Auth:
             return {"Authorization": f"Bearer {token}"} if token else {}
         return {}
 
-    def challenge(self, resp: requests.Response, scopes: Iterable[str]) -> bool:
-        """Learn from a 401; True if sending the request again may now succeed."""
+    def challenge(self, resp: requests.Response, scopes: Iterable[str], sent: str = "") -> bool:
+        """Learn from a 401 to a request that carried the Authorization header `sent`; True if
+        sending the request again may now succeed."""
         header = resp.headers.get("WWW-Authenticate", "")
         scheme, params = parse_challenge(header)
         wanted = frozenset(scopes)
@@ -94,7 +95,9 @@ class Auth:
                 self.scheme = "bearer"
                 self.realm = params["realm"]
                 self.service = params.get("service", "")
-                self._tokens.pop(wanted, None)
+                cached = self._tokens.get(wanted)
+                if cached and (not sent or sent == f"Bearer {cached[0]}"):
+                    del self._tokens[wanted]  # refused; unless another thread has replaced it already
             if params.get("scope"):
                 extra = frozenset(params["scope"].split(" "))
                 if not extra <= wanted:

@@ -127,7 +127,7 @@ class Registry:
             self.requests_sent.append((method, urlsplit(url).path))
             resp = self.transport.send(method, url, headers=sent, body=body, stream=stream, retry=retry)
             if resp.status_code == 401 and attempt == 1 and resp.status_code not in ok:
-                if self.auth.challenge(resp, scopes):
+                if self.auth.challenge(resp, scopes, sent.get("Authorization", "")):
                     resp.close()
                     continue
             break

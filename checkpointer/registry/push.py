@@ -22,7 +22,6 @@ from .client import Registry
 from .counter import Counter
 from .parallel import run_parallel
 from .referrers import add_to_referrers_tag
-from .transport import RegistryNotFound
 
 log = logging.getLogger(__name__)
 
@@ -221,10 +220,6 @@ def push(layout: Layout, manifest_desc: Descriptor, dest: RegistryRef, *, regist
         pusher.push_manifest_tree(manifest_desc, dest.tag or manifest_desc.digest)
         log.info("pushed %s as %s", manifest_desc.digest, dest)
         return manifest_desc
-    except RegistryNotFound as exc:
-        if "MANIFEST_BLOB_UNKNOWN" in exc.codes:
-            raise RegistryError(exc.message, hint=exc.hint, status=exc.status, codes=exc.codes) from None
-        raise
     finally:
         if own:
             reg.close()
