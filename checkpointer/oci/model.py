@@ -27,6 +27,21 @@ def _strings(value: Any, what: str) -> dict[str, str]:
     return value
 
 
+def _platform(value: dict) -> dict[str, Any]:
+    """The string fields of a platform, and its lists of strings (`os.features`, `features`)."""
+    return {k: v for k, v in value.items() if isinstance(v, str)
+            or isinstance(v, list) and all(isinstance(item, str) for item in v)}
+
+
+def _loads(data: bytes) -> Any:
+    """json.loads; raises ValueError for anything that is not a JSON document, including one
+    nested so deep that the decoder runs out of stack (RecursionError)."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
 def _require(obj: dict, key: str, kind: type, what: str) -> Any:
     value = obj.get(key)
     if not isinstance(value, kind) or isinstance(value, bool) and kind is int:
@@ -41,7 +56,7 @@ class Descriptor:
     size: int
     annotations: Mapping[str, str] = field(default_factory=dict)
     artifact_type: str | None = None
-    platform: Mapping[str, str] | None = None
+    platform: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         check_digest(self.digest)
@@ -75,7 +90,7 @@ class Descriptor:
             size=_require(obj, "size", int, what),
             annotations=_strings(obj.get("annotations"), what),
             artifact_type=artifact_type,
-            platform={k: v for k, v in platform.items() if isinstance(v, str)} if platform else None,
+            platform=_platform(platform) if platform else None,
         )
 
     def with_annotations(self, extra: Mapping[str, str]) -> "Descriptor":
@@ -90,12 +105,17 @@ def _parse_json(data: bytes, what: str) -> dict:
     if len(data) > MAX_MANIFEST_BYTES:
         raise CorruptData(f"{what} is {len(data)} bytes, more than the {MAX_MANIFEST_BYTES} allowed")
     try:
-        obj = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
+        obj = _loads(data)
+    except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise CorruptData(f"{what} is not valid JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise CorruptData(f"{what} is not a JSON object")
     return obj
+
+
+def _is_schema_2(obj: dict) -> bool:
+    version = obj.get("schemaVersion")
+    return type(version) is int and version == 2  # not True, not 2.0
 
 
 def _encode(obj: dict) -> bytes:
@@ -141,7 +161,7 @@ class Manifest:
     @classmethod
     def from_bytes(cls, data: bytes) -> "Manifest":
         obj = _parse_json(data, "manifest")
-        if obj.get("schemaVersion") != 2:
+        if not _is_schema_2(obj):
             raise CorruptData("manifest: schemaVersion is not 2")
         media_type = obj.get("mediaType", mt.OCI_MANIFEST)
         if media_type not in mt.MANIFEST_TYPES:
@@ -186,7 +206,7 @@ class Index:
     @classmethod
     def from_bytes(cls, data: bytes) -> "Index":
         obj = _parse_json(data, "index")
-        if obj.get("schemaVersion") != 2:
+        if not _is_schema_2(obj):
             raise CorruptData("index: schemaVersion is not 2")
         media_type = obj.get("mediaType", mt.OCI_INDEX)
         if media_type not in mt.INDEX_TYPES:
@@ -204,8 +224,8 @@ class Index:
 def media_type_of(data: bytes) -> str | None:
     """The mediaType a manifest or index document declares about itself, if any."""
     try:
-        obj = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+        obj = _loads(data)
+    except ValueError:
         return None
     if not isinstance(obj, dict):
         return None
