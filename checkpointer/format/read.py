@@ -14,6 +14,9 @@ from ..oci import mediatypes as mt
 from ..oci import tarball
 from ..oci.layout import Layout
 from ..oci.model import Descriptor, Manifest
+from ..progress import OnProgress, noop
+from . import pages as pages_format
+from . import roles
 from .config import CheckpointConfig
 
 
@@ -56,8 +59,24 @@ def _decompressed(media_type: str, raw: BinaryIO) -> BinaryIO:
     raise CorruptData(f"layer media type {media_type!r} is not a tar this version can unpack")
 
 
+def unpack_images(layout: Layout, checkpoint: Checkpoint, images: Path, *, on_progress: OnProgress = noop) -> None:
+    """Unpack the CRIU image directory (the `criu` and `pages` roles) into `images`."""
+    for layer in checkpoint.layers(roles.CRIU):
+        unpack_layer(layout, layer, images, tarball.CRIU_IMAGES)
+    pages = checkpoint.layers(roles.PAGES)
+    chunks = [layer for layer in pages if layer.media_type == pages_format.MEDIA_TYPE]
+    if chunks:
+        pages_format.unpack_pages(layout, chunks, images, on_progress=on_progress)
+    for layer in pages:
+        if layer.media_type != pages_format.MEDIA_TYPE:
+            unpack_layer(layout, layer, images, tarball.CRIU_IMAGES)
+
+
 def unpack_layer(layout: Layout, desc: Descriptor, dest: Path, policy: tarball.UnpackPolicy) -> None:
-    """Unpack a tar layer into `dest`; the blob's digest is checked before this returns."""
+    """Unpack a tar layer (or a pages chunk) into `dest`; the blob's digest is checked before this returns."""
+    if desc.media_type == pages_format.MEDIA_TYPE:
+        pages_format.unpack_pages(layout, [desc], dest, complete=False)
+        return
     with layout.open_blob(desc) as verified:
         try:
             tarball.unpack(_decompressed(desc.media_type, verified), dest, policy)  # type: ignore[arg-type]

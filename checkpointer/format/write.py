@@ -15,6 +15,7 @@ from ..oci.model import Descriptor, Manifest
 from ..progress import OnProgress, Update, noop
 from . import roles
 from .config import CheckpointConfig
+from .pages import write_pages
 
 ZSTD_LEVEL = 3
 
@@ -90,7 +91,7 @@ def write_checkpoint(layout: Layout, *, images: Path, rootfs: Path | None, spec:
     criu_files, pages_files = roles.split_images(images)
     layers = [write_tar_layer(layout, images, roles.CRIU, names=criu_files, on_progress=on_progress)]
     if pages_files:
-        layers.append(write_tar_layer(layout, images, roles.PAGES, names=pages_files, on_progress=on_progress))
+        layers += write_pages(layout, images, pages_files, on_progress=on_progress)
     if rootfs is not None:
         layers.append(write_tar_layer(layout, rootfs, roles.ROOTFS, zero_mtime=False, on_progress=on_progress))
     if spec is not None:

@@ -15,7 +15,7 @@ from ..criu import probe
 from ..errors import AlreadyExists, CorruptData, IncompatibleHost, Interrupted, UsageError
 from ..format import roles
 from ..format.config import CheckpointConfig
-from ..format.read import Checkpoint, open_checkpoint, unpack_layer
+from ..format.read import Checkpoint, open_checkpoint, unpack_images, unpack_layer
 from ..host import HostInfo, host_info
 from ..oci import tarball
 from ..progress import OnProgress, Update, noop
@@ -75,11 +75,7 @@ def restore(ref: str, *, name: str | None = None, runc_root: Path | None = None,
             _prepare_bundle(layout, checkpoint, bundle, on_progress)
             images = work / "images"
             images.mkdir()
-            for role in (roles.CRIU, roles.PAGES):
-                for layer in checkpoint.layers(role):
-                    on_progress(Update(f"unpack {role}", 0, layer.size))
-                    unpack_layer(layout, layer, images, tarball.CRIU_IMAGES)
-                    on_progress(Update(f"unpack {role}", layer.size, layer.size))
+            unpack_images(layout, checkpoint, images, on_progress=on_progress)
             (work / "criu").mkdir()
             on_progress(Update("restore", 0, 1, container))
             state = runc.restore(container, bundle, images, work / "criu", checkpoint.config.criu_options)
