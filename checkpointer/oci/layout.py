@@ -17,6 +17,7 @@ from typing import BinaryIO, Iterator
 
 from ..errors import CorruptData, NotFound
 from . import annotations as ann
+from . import mediatypes as mt
 from .digest import VerifyingReader, hex_of, sha256_digest
 from .model import Descriptor, Index, Manifest
 
@@ -28,13 +29,19 @@ class BlobWriter:
 
     def __init__(self, layout: "Layout") -> None:
         self._layout = layout
-        fd, name = tempfile.mkstemp(dir=layout.root / "ingest", prefix="blob-")
-        # Held while writing, so a concurrent gc() leaves this file alone.
-        fcntl.flock(fd, fcntl.LOCK_SH)
+        while True:
+            fd, name = tempfile.mkstemp(dir=layout.root / "ingest", prefix="blob-")
+            # Held while writing, so a concurrent gc() leaves this file alone. A gc() that came
+            # between mkstemp and flock may have removed the file already: then take another.
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            if _same_file(fd, name):
+                break
+            os.close(fd)
         self._file = os.fdopen(fd, "wb")
         self._path = Path(name)
         self._hash = hashlib.sha256()
         self.size = 0
+        self._done = False
 
     def write(self, data: bytes) -> int:
         self._file.write(data)
@@ -47,17 +54,32 @@ class BlobWriter:
 
     def commit(self, media_type: str, annotations: dict[str, str] | None = None,
                expected: str | None = None) -> Descriptor:
-        self._file.close()
         digest = "sha256:" + self._hash.hexdigest()
         if expected is not None and digest != expected:
             self.abort()
             raise CorruptData(f"blob digest mismatch: expected {expected}, got {digest}")
+        self._file.flush()
+        os.fsync(self._file.fileno())  # the blob's bytes are on disk before any index names it
+        # Moved while the lock is still held, so gc() cannot take the file between close and rename.
         os.replace(self._path, self._layout.blob_path(digest))
+        self._done = True
+        self._file.close()
         return Descriptor(media_type, digest, self.size, annotations or {})
 
     def abort(self) -> None:
         self._file.close()
-        self._path.unlink(missing_ok=True)
+        if not self._done:  # after commit the name may belong to another writer's file
+            self._done = True
+            self._path.unlink(missing_ok=True)
+
+
+def _same_file(fd: int, name: str) -> bool:
+    try:
+        st = os.stat(name)
+    except FileNotFoundError:
+        return False
+    fst = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (fst.st_dev, fst.st_ino)
 
 
 class Layout:
@@ -156,11 +178,13 @@ class Layout:
     def tag(self, ref_name: str, desc: Descriptor) -> None:
         """Point `ref_name` at the manifest `desc`, whose blobs must all be present already."""
         manifest = self.read_manifest(desc)
-        for blob in manifest.blobs():
-            if blob.media_type != "application/vnd.oci.empty.v1+json" and not self.has_blob(blob.digest):
-                raise CorruptData(f"refusing to tag {ref_name}: blob {blob.digest} is missing")
         entry = desc.with_annotations({ann.REF_NAME: ref_name})
         with self.locked():
+            # Checked under the lock gc() takes: until the tag is written nothing references these
+            # blobs, so a gc() between a check outside the lock and the write could remove them.
+            for blob in (desc, *manifest.blobs()):
+                if blob.media_type != mt.OCI_EMPTY and not self.has_blob(blob.digest):
+                    raise CorruptData(f"refusing to tag {ref_name}: blob {blob.digest} is missing")
             kept = [d for d in self.index().manifests if d.annotations.get(ann.REF_NAME) != ref_name]
             self._write_index(Index((*kept, entry)))
 
@@ -191,15 +215,23 @@ class Layout:
     # -- maintenance ---------------------------------------------------------------------------
 
     def reachable(self) -> set[str]:
+        """Digests of the blobs index.json reaches, through image indexes down to manifests' blobs."""
         keep: set[str] = set()
-        for _, desc in self.refs():
+        todo = [desc for _, desc in self.refs()]
+        visited: set[str] = set()
+        while todo:
+            desc = todo.pop()
             keep.add(desc.digest)
-            if self.has_blob(desc.digest):
-                try:
-                    manifest = self.read_manifest(desc)
-                except CorruptData:
-                    continue
-                keep.update(b.digest for b in manifest.blobs())
+            if desc.digest in visited or not self.has_blob(desc.digest):
+                continue
+            visited.add(desc.digest)
+            try:
+                if desc.media_type in mt.INDEX_TYPES:
+                    todo.extend(Index.from_bytes(self.read_blob(desc)).manifests)
+                else:
+                    keep.update(b.digest for b in self.read_manifest(desc).blobs())
+            except CorruptData:
+                continue
         return keep
 
     def gc(self) -> int:
@@ -207,17 +239,24 @@ class Layout:
         freed = 0
         with self.locked():
             keep = {hex_of(d) for d in self.reachable()}
-            for path in (self.root / "blobs" / "sha256").iterdir():
+            for path in _entries(self.root / "blobs" / "sha256"):
                 if path.name not in keep:
                     freed += path.stat().st_size
                     path.unlink()
-            for path in (self.root / "ingest").iterdir():
+            for path in _entries(self.root / "ingest"):  # absent in layouts other tools made
                 freed += _remove_if_abandoned(path)
         return freed
 
     def verify_blob(self, desc: Descriptor) -> None:
         with self.open_blob(desc) as reader:
             reader.drain()
+
+
+def _entries(directory: Path) -> list[Path]:
+    try:
+        return list(directory.iterdir())
+    except FileNotFoundError:
+        return []
 
 
 def _remove_if_abandoned(path: Path) -> int:
