@@ -43,3 +43,20 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> tuple[str, ...]:
 def host_info() -> HostInfo:
     return HostInfo(arch=arch(), kernel=os.uname().release, cgroup_version=cgroup_version(),
                     cpu_flags=cpu_flags())
+
+
+def tree_rss(pid: int) -> int:
+    """Resident memory, in bytes, of `pid` and all its descendants (0 if they are gone)."""
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        proc = Path(f"/proc/{current}")
+        try:
+            for line in (proc / "status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+            for task in (proc / "task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError):
+            continue
+    return total

@@ -30,6 +30,11 @@ class Checkpoint:
         """The layers of `role`, in manifest order (a role may be split over several)."""
         return [layer for layer in self.manifest.layers if layer.annotations.get(ann.LAYER_ROLE) == role]
 
+    def images_size(self) -> int:
+        """About how many bytes the CRIU image directory takes once unpacked."""
+        return sum(int(layer.annotations.get(pages_format.LENGTH_KEY, layer.size))
+                   for role in (roles.CRIU, roles.PAGES) for layer in self.layers(role))
+
     def layer(self, role: str) -> Descriptor | None:
         found = self.layers(role)
         return found[0] if found else None

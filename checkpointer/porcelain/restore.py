@@ -71,7 +71,8 @@ def restore(ref: str, *, name: str | None = None, runc_root: Path | None = None,
     if bundle.exists():
         shutil.rmtree(bundle)  # left by a restore that was killed; no runc container uses it
     try:
-        with home.workdir("restore-") as work, disk_errors("could not unpack the checkpoint"):
+        with home.workdir("restore-", size_hint=checkpoint.images_size()) as work, \
+                disk_errors("could not unpack the checkpoint"):
             _prepare_bundle(layout, checkpoint, bundle, on_progress)
             images = work / "images"
             images.mkdir()

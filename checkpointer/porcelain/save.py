@@ -17,7 +17,7 @@ from ..criu.options import CriuOptions
 from ..errors import CkptError, Interrupted, UsageError
 from ..format.config import CheckpointConfig
 from ..format.write import write_checkpoint
-from ..host import host_info
+from ..host import host_info, tree_rss
 from ..progress import OnProgress, Update, noop
 from ..reference import StoreRef, parse
 from ..runtime.runc import Runc, load_spec, rootfs_of
@@ -63,7 +63,7 @@ def save(container_id: str, dest: str | None = None, *, runc_root: Path | None =
     for target in dests:
         preflight(target, registry=registry)
 
-    with home.workdir("save-") as work:
+    with home.workdir("save-", size_hint=tree_rss(state.pid)) as work:
         images, criu_work = work / "images", work / "criu"
         images.mkdir()
         criu_work.mkdir()
