@@ -18,11 +18,12 @@ DEFAULT_TAG = "latest"
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"
 
-_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+# Used with fullmatch only: `$` also matches before a final newline, which would let "web:v1\n" in.
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_REPO = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
-_HOST = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)(?::[0-9]{1,5})?$")
+_REPO = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
+_HOST = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)(?::[0-9]{1,5})?")
 ARCHIVE_SUFFIXES = (".tar", ".tar.zst", ".tar.zstd", ".tar.gz", ".tgz")
 
 
@@ -90,14 +91,14 @@ def _split_tag_digest(rest: str, text: str) -> tuple[str, str | None, str | None
     digest = None
     if "@" in rest:
         rest, digest = rest.split("@", 1)
-        if not _DIGEST.match(digest):
+        if not _DIGEST.fullmatch(digest):
             raise UsageError(f"bad digest in {text!r}", hint="a digest looks like sha256:<64 hex digits>")
     tag = None
     slash = rest.rfind("/")
     colon = rest.rfind(":")
     if colon > slash:
         rest, tag = rest[:colon], rest[colon + 1:]
-        if not _TAG.match(tag):
+        if not _TAG.fullmatch(tag):
             raise UsageError(f"bad tag {tag!r} in {text!r}",
                              hint="tags are letters, digits, '_', '.', '-' (up to 128, not starting with . or -)")
     return rest, tag, digest
@@ -111,27 +112,27 @@ def parse(text: str) -> Ref:
         path, _, tag = body.partition(":")
         if not path:
             raise UsageError(f"no path in {text!r}", hint="write oci:/path/to/layout[:tag]")
-        if tag and not _TAG.match(tag):
+        if tag and not _TAG.fullmatch(tag):
             raise UsageError(f"bad tag {tag!r} in {text!r}")
         return LayoutRef(Path(path), tag or DEFAULT_TAG)
     if text.endswith(ARCHIVE_SUFFIXES):
         return ArchiveRef(Path(text))
     name, tag, digest = _split_tag_digest(text, text)
     if "/" not in name:
-        if not _REPO.match(name):
+        if not _REPO.fullmatch(name):
             raise UsageError(f"bad checkpoint name {name!r}",
                              hint="names are lower-case letters, digits and separators . _ -")
         return StoreRef(name, tag or DEFAULT_TAG, digest)
     first, rest = name.split("/", 1)
     if "." in first or ":" in first or first == "localhost" or first.startswith("["):
-        if not _HOST.match(first):
+        if not _HOST.fullmatch(first):
             raise UsageError(f"bad registry host {first!r} in {text!r}")
         host, repository = first, rest
     else:
         host, repository = DOCKER_HUB, name
     if host == DOCKER_HUB and "/" not in repository:
         repository = f"library/{repository}"
-    if not _REPO.match(repository):
+    if not _REPO.fullmatch(repository):
         raise UsageError(f"bad repository {repository!r} in {text!r}",
                          hint="repositories are lower-case path components separated by '/'")
     return RegistryRef(host, repository, tag if tag or digest else DEFAULT_TAG, digest)
