@@ -10,6 +10,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import zstandard
 
@@ -66,8 +67,10 @@ class _Progress:
 
 
 def write_pages(layout: Layout, images: Path, names: list[str], *, chunk_size: int = CHUNK_SIZE,
-                on_progress: OnProgress = noop) -> list[Descriptor]:
-    """Store the pages files `names` of `images` as chunk blobs; returns their descriptors in order."""
+                on_progress: OnProgress = noop, on_blob: Callable[[Descriptor], None] | None = None
+                ) -> list[Descriptor]:
+    """Store the pages files `names` of `images` as chunk blobs; returns their descriptors in order.
+    `on_blob` is called (from a worker thread) as each chunk is stored."""
     chunks = _chunks(images, names, chunk_size)
     progress = _Progress("pack pages", sum(c.length for c in chunks), on_progress)
     local = threading.local()
@@ -86,6 +89,8 @@ def write_pages(layout: Layout, images: Path, names: list[str], *, chunk_size: i
         desc = layout.put_bytes(packed, MEDIA_TYPE, {ann.LAYER_ROLE: roles.PAGES, FILE_KEY: chunk.name,
                                                     OFFSET_KEY: str(chunk.offset), LENGTH_KEY: str(chunk.length)})
         progress.add(chunk.length)
+        if on_blob:
+            on_blob(desc)
         return desc
 
     with ThreadPoolExecutor(workers(), thread_name_prefix="pack-pages") as pool:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Callable
 
 import zstandard
 
@@ -53,6 +53,9 @@ def tree_size(root: Path, names: list[str] | None = None) -> int:
     return total
 
 
+OnBlob = Callable[[Descriptor], None]
+
+
 def write_tar_layer(layout: Layout, root: Path, role: str, *, names: list[str] | None = None,
                     zero_mtime: bool = True, on_progress: OnProgress = noop) -> Descriptor:
     total = tree_size(root, names)
@@ -86,14 +89,18 @@ def manifest_annotations(config: CheckpointConfig) -> dict[str, str]:
 
 def write_checkpoint(layout: Layout, *, images: Path, rootfs: Path | None, spec: bytes | None,
                      config: CheckpointConfig, subject: Descriptor | None = None,
-                     on_progress: OnProgress = noop) -> Descriptor:
-    """Store a checkpoint made of a CRIU image dir (+ rootfs and runtime spec) and return its manifest."""
+                     on_progress: OnProgress = noop, on_blob: OnBlob | None = None) -> Descriptor:
+    """Store a checkpoint made of a CRIU image dir (+ rootfs and runtime spec) and return its manifest.
+    `on_blob` hears of each blob as soon as it is stored (to start uploading it at once)."""
+    ready = on_blob or (lambda desc: None)
     criu_files, pages_files = roles.split_images(images)
     layers = [write_tar_layer(layout, images, roles.CRIU, names=criu_files, on_progress=on_progress)]
+    ready(layers[0])
     if pages_files:
-        layers += write_pages(layout, images, pages_files, on_progress=on_progress)
+        layers += write_pages(layout, images, pages_files, on_progress=on_progress, on_blob=ready)
     if rootfs is not None:
         layers.append(write_tar_layer(layout, rootfs, roles.ROOTFS, zero_mtime=False, on_progress=on_progress))
+        ready(layers[-1])
     if spec is not None:
         layers.append(layout.put_bytes(spec, mt.RUNTIME_SPEC, {ann.LAYER_ROLE: roles.SPEC}))
     config_desc = layout.put_bytes(config.to_bytes(), mt.CHECKPOINT_CONFIG)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from ..errors import NotFound, UsageError
 from ..oci.layout import Layout
@@ -89,6 +89,27 @@ def preflight(dest: Ref, *, registry: RegistryOptions = RegistryOptions()) -> No
     if isinstance(dest, RegistryRef):
         with _registry(dest, registry) as reg:
             reg.ping()
+
+
+@contextmanager
+def early_upload(dests: list[Ref], layout: Layout, *, registry: RegistryOptions = RegistryOptions(),
+                 on_progress: OnProgress = noop) -> Iterator[Callable[[Descriptor], None] | None]:
+    """While a checkpoint is being written, upload each finished blob to the (first) registry
+    destination at once; the manifest and tag still come only from publish(), afterwards.
+    Yields the callback to hand each stored blob to, or None when no registry is involved."""
+    target = next((d for d in dests if isinstance(d, RegistryRef)), None)
+    if target is None:
+        yield None
+        return
+    from ..registry import BlobUploader
+
+    with _registry(target, registry) as reg:
+        uploader = BlobUploader(layout, target, registry=reg, jobs=registry.jobs, on_progress=on_progress)
+        try:
+            yield uploader.submit
+            uploader.finish()
+        finally:
+            uploader.abort()
 
 
 def copy_blobs(src: Layout, dst: Layout, desc: Descriptor) -> None:

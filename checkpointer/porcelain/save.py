@@ -22,7 +22,7 @@ from ..progress import OnProgress, Update, noop
 from ..reference import StoreRef, parse
 from ..runtime.runc import Runc, load_spec, rootfs_of
 from .home import Home, disk_errors
-from .locations import RegistryOptions, preflight, publish
+from .locations import RegistryOptions, early_upload, preflight, publish
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,10 +71,11 @@ def save(container_id: str, dest: str | None = None, *, runc_root: Path | None =
         runc.checkpoint(container_id, images, criu_work, options)
         on_progress(Update("checkpoint", 1, 1, container_id))
         try:
-            with disk_errors("could not store the checkpoint"):
+            with disk_errors("could not store the checkpoint"), \
+                    early_upload(dests, store, registry=registry, on_progress=on_progress) as on_blob:
                 desc = write_checkpoint(store, images=images, rootfs=rootfs,
                                         spec=(state.bundle / "config.json").read_bytes(), config=config,
-                                        on_progress=on_progress)
+                                        on_progress=on_progress, on_blob=on_blob)
             for target in dests:
                 publish(store, desc, target, registry=registry, on_progress=on_progress)
         except BaseException as exc:

@@ -18,11 +18,11 @@ from . import credentials as _credentials
 from .client import Registry
 from .credentials import Credentials
 from .pull import pull
-from .push import push
+from .push import BlobUploader, push
 from .referrers import list_referrers
 from .transport import RegistryNotFound, RetryPolicy
 
-__all__ = ["Registry", "Credentials", "RetryPolicy", "RegistryNotFound", "push", "pull", "list_referrers",
+__all__ = ["BlobUploader", "Registry", "Credentials", "RetryPolicy", "RegistryNotFound", "push", "pull", "list_referrers",
            "login", "logout"]
 
 

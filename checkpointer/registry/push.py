@@ -7,6 +7,8 @@ as POST + PUT with the body; large ones as POST, one streamed PATCH, then PUT `?
 from __future__ import annotations
 
 import logging
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Sequence
 from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
@@ -195,6 +197,42 @@ class _Pusher:
             entry = Descriptor(media_type, desc.digest, len(data), manifest.annotations,
                                artifact_type=manifest.artifact_type or manifest.config.media_type)
             add_to_referrers_tag(self.reg, self.repo, manifest.subject.digest, entry)
+
+
+class BlobUploader:
+    """Uploads blobs to `dest`'s repository while the rest are still being produced. Only blobs:
+    the manifest (and so the tag) is written by push() afterwards, which then finds them there."""
+
+    def __init__(self, layout: Layout, dest: RegistryRef, *, registry: Registry, jobs: int = 4,
+                 on_progress: OnProgress | None = None) -> None:
+        self._pusher = _Pusher(registry, layout, dest.repository, jobs=jobs,
+                               counter=Counter("upload", 0, on_progress), stream_threshold=STREAM_THRESHOLD,
+                               mount_from=())
+        self._pool = ThreadPoolExecutor(max(1, jobs), thread_name_prefix="ckpt-upload")
+        self._futures: list[Future] = []
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def submit(self, desc: Descriptor) -> None:
+        """Queue `desc` (already committed to the layout) for upload; safe from any thread."""
+        with self._lock:
+            if desc.digest in self._seen:
+                return
+            self._seen.add(desc.digest)
+            self._futures.append(self._pool.submit(self._pusher.push_blob, desc))
+
+    def finish(self) -> None:
+        """Wait for every queued upload; raise the first failure."""
+        try:
+            for future in list(self._futures):
+                future.result()
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        for future in self._futures:
+            future.cancel()
+        self._pool.shutdown(wait=True)
 
 
 def _blob_total(layout: Layout, desc: Descriptor) -> int:
