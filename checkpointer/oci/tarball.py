@@ -242,6 +242,8 @@ def _unpack_member(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: Path, po
     elif member.issym():
         if not policy.allow_symlinks:
             raise CorruptData(f"archive entry {member.name!r} is a symlink, which this layer may not hold")
+        if not member.linkname or "\0" in member.linkname:
+            raise CorruptData(f"archive symlink {member.name!r} has an empty or NUL-containing target")
         _remove_existing(target)
         # The target is kept as written: it is resolved inside the container's root, and nothing
         # here ever writes through it (_ensure_parent and _existing_file refuse to).

@@ -328,6 +328,9 @@ def _hostile(b: Sandbox) -> dict[str, tuple[bytes, tarball.UnpackPolicy]]:
         "hardlink to itself": (craft(entry("f", data=b"x"), entry("f", tarfile.LNKTYPE, linkname="f")), r),
         "hardlink to the root": (craft(entry("h", tarfile.LNKTYPE, linkname=".")), r),
         "hardlink with empty target": (craft(entry("h", tarfile.LNKTYPE, linkname="")), r),
+        "symlink with empty target": (craft(entry("l", tarfile.SYMTYPE, linkname="")), r),
+        "symlink with NUL in target": (craft(entry("l", tarfile.SYMTYPE, linkname="a",
+                                                   pax_headers={"linkpath": "a\x00b"})), r),
         "hardlink under criu policy": (craft(entry("f", data=b"x"), entry("h", tarfile.LNKTYPE, linkname="f")), c),
         "char device": (craft(entry("null", tarfile.CHRTYPE, devmajor=1, devminor=3)), r),
         "block device": (craft(entry("sda", tarfile.BLKTYPE, devmajor=8, devminor=0)), r),
@@ -481,12 +484,15 @@ from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E
 
 from checkpointer.errors import CkptError  # noqa: E402
 
-_PARTS = st.sampled_from(["a", "b", "..", ".", "", "OUT", "x" * 10])
+# Mostly plausible names, so most archives get far enough to try the interesting things.
+_PARTS = st.sampled_from(["a", "b", "c", "a", "b", "c", "..", ".", "", "OUT", "x" * 10])
 _NAMES = st.lists(_PARTS, min_size=1, max_size=4).map("/".join)
-_KINDS = st.sampled_from([tarfile.REGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE,
-                          tarfile.CHRTYPE, tarfile.FIFOTYPE, tarfile.CONTTYPE])
+_KINDS = st.sampled_from([tarfile.REGTYPE, tarfile.REGTYPE, tarfile.DIRTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE,
+                          tarfile.SYMTYPE, tarfile.LNKTYPE, tarfile.LNKTYPE, tarfile.CHRTYPE, tarfile.FIFOTYPE,
+                          tarfile.CONTTYPE])
+_RARELY = st.integers(0, 9).map(lambda n: n == 0)
 _MEMBER = st.tuples(_NAMES, _KINDS, _NAMES, st.sampled_from([0o644, 0o755, 0o4755, 0o2755, 0o1777, 0o000]),
-                    st.binary(max_size=40), st.booleans(), st.booleans())
+                    st.binary(max_size=40), _RARELY, _RARELY)
 
 
 def _fuzz_archive(members: list[tuple], out: str) -> bytes:
@@ -518,8 +524,8 @@ def _run_in_sandbox(func: Callable[[Sandbox], None]) -> None:
                     os.chmod(p, 0o755)
 
 
-@settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
-@given(members=st.lists(_MEMBER, max_size=6), rootfs=st.booleans())
+@settings(max_examples=400, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(members=st.lists(_MEMBER, max_size=8), rootfs=st.booleans())
 def test_fuzz_random_members_only_raise_ckpt_errors(members: list[tuple], rootfs: bool) -> None:
     def go(b: Sandbox) -> None:
         unpack(io.BytesIO(_fuzz_archive(members, str(b.outside))), b.dest, ROOTFS if rootfs else CRIU_IMAGES)
