@@ -22,6 +22,9 @@ from .digest import VerifyingReader, hex_of, sha256_digest
 from .model import Descriptor, Index, Manifest
 
 LAYOUT_FILE = {"imageLayoutVersion": "1.0.0"}
+# index.json holds one ~350-byte entry per tag: the registries' 4 MiB limit for manifests
+# would make a store of ~12,000 tags unreadable (and so impossible to clean up).
+MAX_INDEX_FILE_BYTES = 256 << 20
 
 
 class BlobWriter:
@@ -164,7 +167,7 @@ class Layout:
             data = (self.root / "index.json").read_bytes()
         except FileNotFoundError:
             raise CorruptData(f"{self.root}/index.json is missing", hint="run `ckpt fsck --repair`") from None
-        return Index.from_bytes(data)
+        return Index.from_bytes(data, max_bytes=MAX_INDEX_FILE_BYTES)
 
     def refs(self) -> list[tuple[str, Descriptor]]:
         return [(d.annotations.get(ann.REF_NAME, ""), d) for d in self.index().manifests]

@@ -101,9 +101,9 @@ def empty_config() -> Descriptor:
     return Descriptor(mt.OCI_EMPTY, sha256_digest(EMPTY_CONFIG_DATA), len(EMPTY_CONFIG_DATA))
 
 
-def _parse_json(data: bytes, what: str) -> dict:
-    if len(data) > MAX_MANIFEST_BYTES:
-        raise CorruptData(f"{what} is {len(data)} bytes, more than the {MAX_MANIFEST_BYTES} allowed")
+def _parse_json(data: bytes, what: str, max_bytes: int = MAX_MANIFEST_BYTES) -> dict:
+    if len(data) > max_bytes:
+        raise CorruptData(f"{what} is {len(data)} bytes, more than the {max_bytes} allowed")
     try:
         obj = _loads(data)
     except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
@@ -204,8 +204,10 @@ class Index:
         return _encode(self.to_json())
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "Index":
-        obj = _parse_json(data, "index")
+    def from_bytes(cls, data: bytes, *, max_bytes: int = MAX_MANIFEST_BYTES) -> "Index":
+        """`max_bytes` is the registries' limit unless the caller knows better (a layout's own
+        index.json, which grows with every tag)."""
+        obj = _parse_json(data, "index", max_bytes)
         if not _is_schema_2(obj):
             raise CorruptData("index: schemaVersion is not 2")
         media_type = obj.get("mediaType", mt.OCI_INDEX)

@@ -402,3 +402,17 @@ def test_gc_keeps_untagged_index_entries_and_survives_a_damaged_manifest(store: 
     store.blob_path(desc.digest).write_bytes(b"garbage")
     store.gc()                             # must not raise
     assert store.has_blob(desc.digest)
+
+
+def test_an_index_json_bigger_than_a_registry_manifest_stays_usable(store: Layout) -> None:
+    from checkpointer.oci.model import MAX_MANIFEST_BYTES
+    desc, _ = put_checkpoint(store)
+    many = [desc.with_annotations({ann.REF_NAME: f"checkpoint-number-{i}:latest"}) for i in range(14_000)]
+    with store.locked():
+        store._write_index(Index(many))
+    assert (store.root / "index.json").stat().st_size > MAX_MANIFEST_BYTES
+    assert store.resolve("checkpoint-number-13999:latest").digest == desc.digest
+    store.untag("checkpoint-number-0:latest")
+    store.tag("one-more:v1", desc)
+    assert len(store.refs()) == 14_000
+    assert store.gc() == 0
