@@ -185,7 +185,7 @@ def unpack(stream: BinaryIO, dest: Path, policy: UnpackPolicy = CRIU_IMAGES,
             member = None
             # Deepest first, so a directory made read-only does not stop its children's updates,
             # and after every child was written, so its mtime stays the archive's.
-            for target, (dir_member, mode, depth) in sorted(directories.items(), key=lambda kv: -kv[1][2]):
+            for target, (dir_member, mode, _depth) in sorted(directories.items(), key=lambda kv: -kv[1][2]):
                 member = dir_member
                 _apply_dir_metadata(target, dir_member, mode, policy)
     except tarfile.TarError as exc:

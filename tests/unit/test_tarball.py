@@ -383,7 +383,8 @@ def _two_files() -> bytes:
     return craft(entry("one", data=b"1" * 700), entry("two", data=b"2" * 100), fmt=tarfile.USTAR_FORMAT)
 
 
-@pytest.mark.parametrize("cut", [0, 1, 100, 511, 512, 700, 1211, 1212, 1535, 1536, 1600, 2047, 2048, 2100, 2559, 2560, 2561, 3000])
+@pytest.mark.parametrize("cut", [0, 1, 100, 511, 512, 700, 1211, 1212, 1535, 1536, 1600, 2047, 2048, 2100, 2559,
+                                 2560, 2561, 3000])
 def test_truncated_archive_is_corrupt(tmp_path: Path, cut: int) -> None:
     # layout: header one @0, data @512..1212 (padded to 1536), header two @1536, data @2048..2148
     # (padded to 2560), end-of-archive blocks @2560
