@@ -123,25 +123,3 @@ def test_archive_references(text: str) -> None:
 def test_bad_references_are_usage_errors(text: str) -> None:
     with pytest.raises(UsageError):
         parse(text)
-
-
-# -- fuzzing -----------------------------------------------------------------------------------
-
-hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import given, settings, strategies as st  # noqa: E402
-
-_PIECES = st.sampled_from(list("abcXYZ019:/@.-_[]\n ") + ["sha256:", HEX, "oci:", ".tar", "localhost",
-                                                             "docker.io/", "localhost:5000/"])
-_REF_TEXT = st.lists(_PIECES, max_size=10).map("".join) | st.text(max_size=20)
-
-
-@settings(max_examples=500, deadline=None, database=None)
-@given(text=_REF_TEXT)
-def test_fuzz_parse_only_raises_usage_errors_and_registry_refs_print_back(text: str) -> None:
-    try:
-        ref = parse(text)
-    except UsageError:
-        return
-    assert "\n" not in str(ref) or isinstance(ref, (ArchiveRef, LayoutRef))
-    if isinstance(ref, RegistryRef):
-        assert parse(str(ref)) == ref

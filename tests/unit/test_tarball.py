@@ -8,85 +8,16 @@ import stat
 import tarfile
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
 from checkpointer.errors import CorruptData
 from checkpointer.oci import tarball
 from checkpointer.oci.tarball import CRIU_IMAGES, ROOTFS, pack, unpack
+from unit.tarcraft import Sandbox, craft, entry, members_of, packed
 
 IS_ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not IS_ROOT, reason="needs root (chown, setuid)")
-
-
-# -- helpers -----------------------------------------------------------------------------------
-
-def packed(root: Path, **kwargs: object) -> bytes:
-    buf = io.BytesIO()
-    pack(root, buf, **kwargs)  # type: ignore[arg-type]
-    return buf.getvalue()
-
-
-def members_of(data: bytes) -> list[tarfile.TarInfo]:
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
-        return tar.getmembers()
-
-
-def entry(name: str, kind: bytes = tarfile.REGTYPE, *, data: bytes = b"", linkname: str = "",
-          mode: int | None = None, **attrs: object) -> tuple[tarfile.TarInfo, bytes]:
-    info = tarfile.TarInfo(name)
-    info.type = kind
-    info.linkname = linkname
-    info.mode = mode if mode is not None else (0o755 if kind == tarfile.DIRTYPE else 0o644)
-    if kind in (tarfile.REGTYPE, tarfile.AREGTYPE):
-        info.size = len(data)
-    for key, value in attrs.items():
-        setattr(info, key, value)
-    return info, data
-
-
-def craft(*entries: tuple[tarfile.TarInfo, bytes], fmt: int = tarfile.PAX_FORMAT) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=fmt) as tar:
-        for info, data in entries:
-            tar.addfile(info, io.BytesIO(data) if info.isreg() else None)
-    return buf.getvalue()
-
-
-def snapshot(root: Path) -> dict[str, tuple[int, int]]:
-    """Every path under root (not following links) with its inode and mode."""
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            path = os.path.join(dirpath, name)
-            st = os.lstat(path)
-            out[os.path.relpath(path, root)] = (st.st_ino, st.st_mode)
-    return out
-
-
-class Sandbox:
-    """tmp/dest is where archives are unpacked; tmp/outside and tmp/victim must never change."""
-
-    def __init__(self, base: Path) -> None:
-        self.base = base
-        self.dest = base / "dest"
-        self.outside = base / "outside"
-        self.victim = base / "victim"
-        for d in (self.dest, self.outside, self.victim):
-            d.mkdir()
-        (self.victim / "secret").write_bytes(b"do not touch")
-        self.victim_before = snapshot(self.victim)
-        self.secret_ino = os.lstat(self.victim / "secret").st_ino
-
-    def assert_untouched(self) -> None:
-        assert sorted(os.listdir(self.base)) == ["dest", "outside", "victim"]
-        assert os.listdir(self.outside) == []
-        assert snapshot(self.victim) == self.victim_before
-        assert (self.victim / "secret").read_bytes() == b"do not touch"
-        assert os.lstat(self.victim / "secret").st_nlink == 1
-        for _, (ino, _mode) in snapshot(self.dest).items():
-            assert ino != self.secret_ino
 
 
 @pytest.fixture
@@ -476,83 +407,3 @@ def test_sparse_member_counts_its_full_size(tmp_path: Path) -> None:
     with pytest.raises(CorruptData, match="more than"):
         unpack(io.BytesIO(data), tmp_path, replace(ROOTFS, max_bytes=1 << 20))
     assert os.listdir(tmp_path) == []
-
-
-# -- fuzzing -----------------------------------------------------------------------------------
-
-hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
-
-from checkpointer.errors import CkptError  # noqa: E402
-
-# Mostly plausible names, so most archives get far enough to try the interesting things.
-_PARTS = st.sampled_from(["a", "b", "c", "a", "b", "c", "..", ".", "", "OUT", "x" * 10])
-_NAMES = st.lists(_PARTS, min_size=1, max_size=4).map("/".join)
-_KINDS = st.sampled_from([tarfile.REGTYPE, tarfile.REGTYPE, tarfile.DIRTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE,
-                          tarfile.SYMTYPE, tarfile.LNKTYPE, tarfile.LNKTYPE, tarfile.CHRTYPE, tarfile.FIFOTYPE,
-                          tarfile.CONTTYPE])
-_RARELY = st.integers(0, 9).map(lambda n: n == 0)
-_MEMBER = st.tuples(_NAMES, _KINDS, _NAMES, st.sampled_from([0o644, 0o755, 0o4755, 0o2755, 0o1777, 0o000]),
-                    st.binary(max_size=40), _RARELY, _RARELY)
-
-
-def _fuzz_archive(members: list[tuple], out: str) -> bytes:
-    built = []
-    for name, kind, link, mode, data, abs_name, abs_link in members:
-        name = name.replace("OUT", "outside")
-        link = link.replace("OUT", "outside")
-        if abs_name:
-            name = out + "/" + name
-        if abs_link:
-            link = out + "/" + link
-        built.append(entry(name or "z", kind, data=data, linkname=link, mode=mode))
-    return craft(*built)
-
-
-def _run_in_sandbox(func: Callable[[Sandbox], None]) -> None:
-    import tempfile
-    with tempfile.TemporaryDirectory() as tmp:
-        b = Sandbox(Path(tmp))
-        try:
-            func(b)
-        except CkptError:
-            pass
-        b.assert_untouched()
-        for dirpath, dirnames, _ in os.walk(b.dest):   # let TemporaryDirectory clean up
-            for d in dirnames:
-                p = os.path.join(dirpath, d)
-                if not os.path.islink(p):
-                    os.chmod(p, 0o755)
-
-
-@settings(max_examples=400, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
-@given(members=st.lists(_MEMBER, max_size=8), rootfs=st.booleans())
-def test_fuzz_random_members_only_raise_ckpt_errors(members: list[tuple], rootfs: bool) -> None:
-    def go(b: Sandbox) -> None:
-        unpack(io.BytesIO(_fuzz_archive(members, str(b.outside))), b.dest, ROOTFS if rootfs else CRIU_IMAGES)
-    _run_in_sandbox(go)
-
-
-@settings(max_examples=150, deadline=None, database=None)
-@given(flips=st.lists(st.tuples(st.integers(0, 4095), st.integers(1, 255)), max_size=4),
-       cut=st.integers(0, 4200), rootfs=st.booleans())
-def test_fuzz_damaged_archives_only_raise_ckpt_errors(flips: list[tuple[int, int]], cut: int,
-                                                      rootfs: bool) -> None:
-    base = bytearray(craft(entry("d", tarfile.DIRTYPE), entry("d/f", data=b"x" * 600),
-                           entry("l", tarfile.SYMTYPE, linkname="d/f"), entry("h", tarfile.LNKTYPE, linkname="d/f"),
-                           entry("p" * 120 + "/q", data=b"long name")))
-    for pos, xor in flips:
-        if pos < len(base):
-            base[pos] ^= xor
-
-    def go(b: Sandbox) -> None:
-        unpack(io.BytesIO(bytes(base[:cut])), b.dest, ROOTFS if rootfs else CRIU_IMAGES)
-    _run_in_sandbox(go)
-
-
-@settings(max_examples=100, deadline=None, database=None)
-@given(data=st.binary(max_size=3000))
-def test_fuzz_random_bytes_only_raise_ckpt_errors(data: bytes) -> None:
-    def go(b: Sandbox) -> None:
-        unpack(io.BytesIO(data), b.dest, ROOTFS)
-    _run_in_sandbox(go)
