@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Build an OCI runtime bundle for the sample workload: busybox rootfs + workload + config.json.
 
-    make_bundle.py BUNDLE_DIR [--mem MiB] [--interval-ms N] [--verify-every N]
+    make_bundle.py BUNDLE_DIR [--mem MiB] [--interval-ms N] [--verify-every N] [--seed N] [--churn PCT]
 
 Needs busybox-static, gcc with static libc, and runc (for `runc spec`).
 """
@@ -50,14 +50,19 @@ def main() -> int:
     parser.add_argument("--mem", type=int, default=16, help="MiB of memory the workload holds")
     parser.add_argument("--interval-ms", type=int, default=100)
     parser.add_argument("--verify-every", type=int, default=10)
+    parser.add_argument("--seed", type=int, help="memory content seed (default: fixed)")
+    parser.add_argument("--churn", type=int, default=5, help="percent of memory rewritten on SIGUSR1")
     opts = parser.parse_args()
     if not BUSYBOX.exists():
         print("make_bundle: /bin/busybox missing (install busybox-static)", file=sys.stderr)
         return 1
     opts.bundle.mkdir(parents=True, exist_ok=True)
     build_rootfs(opts.bundle / "rootfs")
-    write_spec(opts.bundle, ["/bin/workload", "--mem", str(opts.mem), "--state", "/state",
-                             "--interval-ms", str(opts.interval_ms), "--verify-every", str(opts.verify_every)])
+    args = ["/bin/workload", "--mem", str(opts.mem), "--state", "/state", "--interval-ms", str(opts.interval_ms),
+            "--verify-every", str(opts.verify_every), "--churn", str(opts.churn)]
+    if opts.seed is not None:
+        args += ["--seed", str(opts.seed)]
+    write_spec(opts.bundle, args)
     os.sync()
     return 0
 

@@ -2,6 +2,7 @@
  * Sample workload for ckpt: holds memory with a known checksum and counts.
  *
  *   workload [--mem MiB] [--state PATH] [--interval-ms N] [--verify-every N] [--lock PATH]
+ *            [--seed N] [--churn PERCENT]
  *
  * Memory is a mix of random, text-like and zero pages (1/4, 1/4, 1/2), so a
  * checkpoint of it compresses like a real service. Every tick it increments a
@@ -10,8 +11,12 @@
  * After a restore the nonce and checksum stay, the counter goes on, and the
  * next verification recomputes the checksum over the restored memory.
  * --lock holds an flock on PATH, which CRIU dumps only when asked to (--file-locks).
+ * --seed picks the memory content (default: the same for every start). On SIGUSR1 the workload
+ * rewrites a contiguous PERCENT of its memory with new content of the same mix (--churn, default
+ * 5) and takes the new checksum: the "memory changed between two checkpoints" case.
  */
 #include <fcntl.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +26,13 @@
 #include <unistd.h>
 
 static uint64_t rng_state;
+static volatile sig_atomic_t churn_requested;
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+	churn_requested = 1;
+}
 
 static uint64_t next_random(void)
 {
@@ -85,7 +97,8 @@ int main(int argc, char **argv)
 	const char *state = "/state", *lock = NULL;
 	long interval_ms = 100, verify_every = 10;
 	unsigned char *mem;
-	uint64_t nonce, sum, verified, counter = 0, since = 0;
+	uint64_t nonce, sum, verified, counter = 0, since = 0, seed = 0x9e3779b97f4a7c15ULL;
+	long churn_percent = 5;
 	struct timespec ts;
 	int i, fd;
 
@@ -100,6 +113,10 @@ int main(int argc, char **argv)
 			verify_every = strtol(argv[i + 1], NULL, 10);
 		else if (!strcmp(argv[i], "--lock"))
 			lock = argv[i + 1];
+		else if (!strcmp(argv[i], "--seed"))
+			seed = strtoull(argv[i + 1], NULL, 0) | 1;
+		else if (!strcmp(argv[i], "--churn"))
+			churn_percent = strtol(argv[i + 1], NULL, 10);
 	}
 
 	/* Keep stdio inside the container, so CRIU never meets a host file. */
@@ -121,7 +138,8 @@ int main(int argc, char **argv)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	rng_state = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ (uint64_t)getpid();
 	nonce = next_random();
-	rng_state = 0x9e3779b97f4a7c15ULL; /* memory content is the same for every start */
+	rng_state = seed; /* memory content depends on --seed only */
+	signal(SIGUSR1, on_usr1);
 
 	mem = malloc(mib << 20);
 	if (!mem)
@@ -131,6 +149,17 @@ int main(int argc, char **argv)
 	verified = sum;
 
 	for (;;) {
+		if (churn_requested) {
+			size_t size = mib << 20, len = (size / 100 * churn_percent) & ~(size_t)4095;
+			size_t start = (size / 10 * 4) & ~(size_t)4095;
+
+			churn_requested = 0;
+			rng_state ^= counter * 0x2545f4914f6cdd1dULL;
+			fill(mem + start, len);
+			sum = checksum(mem, size);
+			verified = sum;
+			since = 0;
+		}
 		counter++;
 		if (++since >= (uint64_t)verify_every) {
 			verified = checksum(mem, mib << 20);

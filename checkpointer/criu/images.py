@@ -55,29 +55,30 @@ def process_tree(images: Path) -> list[Process]:
     return out
 
 
-def _pagemap(images: Path, pid: int) -> tuple[int, list[dict]]:
-    entries = load(images / f"pagemap-{pid}.img")["entries"]
+def present_regions(pagemap: dict) -> tuple[int, list[tuple[int, int]]]:
+    """(pages_id, [(vaddr, nr_pages)]) of a decoded pagemap image: the regions whose bytes are in
+    pages-<pages_id>.img, in file order."""
+    entries = pagemap.get("entries") or []
     if not entries or "pages_id" not in entries[0]:
-        raise CorruptData(f"pagemap-{pid}.img has no header")
-    return entries[0]["pages_id"], entries[1:]
+        raise CorruptData("pagemap image has no header")
+    return entries[0]["pages_id"], [(r["vaddr"], r["nr_pages"]) for r in entries[1:]
+                                    if r.get("flags", _PE_PRESENT) & _PE_PRESENT]
 
 
 def dumped_memory(images: Path, pid: int) -> int:
-    _, regions = _pagemap(images, pid)
-    return sum(r["nr_pages"] * PAGE_SIZE for r in regions if r.get("flags", _PE_PRESENT) & _PE_PRESENT)
+    _, regions = present_regions(load(images / f"pagemap-{pid}.img"))
+    return sum(pages * PAGE_SIZE for _, pages in regions)
 
 
 def _read_memory(images: Path, pid: int, start: int, end: int) -> bytes | None:
     """Bytes [start, end) of the process's memory as dumped, or None if not all of it is there."""
-    pages_id, regions = _pagemap(images, pid)
+    pages_id, regions = present_regions(load(images / f"pagemap-{pid}.img"))
     offset = 0
-    for region in regions:
-        if not region.get("flags", _PE_PRESENT) & _PE_PRESENT:
-            continue
-        size = region["nr_pages"] * PAGE_SIZE
-        if region["vaddr"] <= start and end <= region["vaddr"] + size:
+    for vaddr, pages in regions:
+        size = pages * PAGE_SIZE
+        if vaddr <= start and end <= vaddr + size:
             with open(images / f"pages-{pages_id}.img", "rb") as f:
-                f.seek(offset + start - region["vaddr"])
+                f.seek(offset + start - vaddr)
                 return f.read(end - start)
         offset += size
     return None

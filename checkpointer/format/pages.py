@@ -1,6 +1,8 @@
-"""Memory pages as content-addressed chunks: pages-N.img files cut at fixed offsets, each chunk one
-zstd blob. Chunks compress and upload in parallel, unpack in parallel straight to their offset,
-and a chunk whose memory did not change keeps its digest, so the registry already has it.
+"""Memory pages as content-addressed chunks: each pages-N.img file is cut where the virtual address
+of the page is a multiple of the chunk size (and at memory-region starts), each chunk one zstd
+blob. Chunks compress and upload in parallel and unpack in parallel straight to their offset.
+Because cuts follow addresses, not file offsets, a chunk whose memory did not change keeps its
+digest even when other regions grew or shrank, so a repeat checkpoint uploads only what changed.
 """
 from __future__ import annotations
 
@@ -26,7 +28,9 @@ FILE_KEY = ann.CKPT_PREFIX + "pages.file"
 OFFSET_KEY = ann.CKPT_PREFIX + "pages.offset"
 LENGTH_KEY = ann.CKPT_PREFIX + "pages.length"
 
-CHUNK_SIZE = 16 << 20  # 64 GiB of memory stays under 4100 chunks, a manifest well under 4 MiB
+CHUNK_SIZE = 8 << 20  # grown for huge dumps so a manifest keeps under MAX_CHUNKS entries
+MIN_CHUNK = 1 << 20  # small regions are merged up to this size: fewer, fuller blobs
+MAX_CHUNKS = 8192  # about 2 MiB of manifest
 ZSTD_LEVEL = 1  # fastest end to end on CRIU pages: ratio within a few % of level 3
 MAX_FILE_BYTES = 1 << 42
 _NAME = re.compile(r"^pages-[0-9]+\.img$")
@@ -43,12 +47,57 @@ class _Chunk:
     length: int
 
 
-def _chunks(images: Path, names: list[str], chunk_size: int) -> list[_Chunk]:
+def chunk_size_for(total: int, base: int = CHUNK_SIZE) -> int:
+    size = base
+    while total // size >= MAX_CHUNKS:
+        size *= 2
+    return size
+
+
+def _regions(images: Path) -> dict[str, list[tuple[int, int]]]:
+    """pages file name -> [(vaddr, bytes)] of the memory it holds, in file order (from pagemaps)."""
+    from ..criu.images import PAGE_SIZE, load, present_regions  # pycriu: optional, imported late
+
+    out: dict[str, list[tuple[int, int]]] = {}
+    for pagemap in sorted(images.glob("pagemap-*.img")):
+        header, regions = present_regions(load(pagemap))
+        out[f"pages-{header}.img"] = [(vaddr, pages * PAGE_SIZE) for vaddr, pages in regions]
+    return out
+
+
+def cut_points(size: int, regions: list[tuple[int, int]] | None, chunk_size: int) -> list[int]:
+    """Offsets where a pages file of `size` bytes is cut: at region starts and at every
+    chunk-aligned virtual address; pieces under MIN_CHUNK merge into the next."""
+    cuts = set()
+    if regions and sum(n for _, n in regions) == size:
+        offset = 0
+        for vaddr, length in regions:
+            cuts.add(offset)
+            first = -(-vaddr // chunk_size) * chunk_size
+            cuts.update(offset + b - vaddr for b in range(first, vaddr + length, chunk_size) if b > vaddr)
+            offset += length
+    else:  # no usable pagemap: fixed offsets
+        cuts.update(range(0, size, chunk_size))
+    kept = [0]
+    for cut in sorted(cuts | {size}):
+        if cut - kept[-1] >= MIN_CHUNK:
+            kept.append(cut)
+    if kept[-1] != size:
+        kept[-1:] = [size] if len(kept) > 1 else [0, size]
+    return kept
+
+
+def _chunks(images: Path, names: list[str], chunk_size: int | None) -> list[_Chunk]:
+    try:
+        regions = _regions(images)
+    except Exception:  # noqa: BLE001 - any trouble reading pagemaps only costs deduplication
+        regions = {}
+    sizes = {name: (images / name).stat().st_size for name in names}
+    size = chunk_size or chunk_size_for(sum(sizes.values()))
     out = []
     for name in names:
-        size = (images / name).stat().st_size
-        out += [_Chunk(name, off, min(chunk_size, size - off)) for off in range(0, size, chunk_size)] or [
-            _Chunk(name, 0, 0)]
+        cuts = cut_points(sizes[name], regions.get(name), size)
+        out += [_Chunk(name, a, b - a) for a, b in zip(cuts, cuts[1:])] or [_Chunk(name, 0, 0)]
     return out
 
 
@@ -66,7 +115,7 @@ class _Progress:
             self._report(Update(self._phase, self._done, self._total))
 
 
-def write_pages(layout: Layout, images: Path, names: list[str], *, chunk_size: int = CHUNK_SIZE,
+def write_pages(layout: Layout, images: Path, names: list[str], *, chunk_size: int | None = None,
                 on_progress: OnProgress = noop, on_blob: Callable[[Descriptor], None] | None = None
                 ) -> list[Descriptor]:
     """Store the pages files `names` of `images` as chunk blobs; returns their descriptors in order.
