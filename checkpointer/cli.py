@@ -12,6 +12,7 @@ import typer
 from . import __version__, ui
 from .criu.options import CriuOptions
 from .errors import EXIT_CODES, CkptError
+from .errors import UsageError as CkptUsage
 from .porcelain.home import Home
 from .porcelain.locations import RegistryOptions
 
@@ -20,6 +21,7 @@ REF grammar:
   NAME[:TAG]                       the local store ($CKPT_HOME, default /var/lib/ckpt for root)
   HOST[:PORT]/REPO[:TAG|@DIGEST]   a registry
   oci:PATH[:TAG]                   an OCI image-layout directory
+  PATH.tar[.zst|.gz]               a checkpoint archive (Podman export, CRI-O, containerd, kubelet)
 """
 
 EXIT_HELP = "\b\nExit codes:\n" + "\n".join(f"  {code:<4} {name}" for name, code in EXIT_CODES.items())
@@ -70,12 +72,24 @@ def _registry(insecure: bool, ca_dir: Path | None, jobs: int) -> RegistryOptions
     return RegistryOptions(insecure=insecure, ca_dir=ca_dir, jobs=jobs)
 
 
+Engine = Annotated[Optional[str], typer.Option(
+    "--engine", help="runc, podman or process. save: found by the container's name; restore: the engine "
+                     "that made the checkpoint.")]
+Compat = Annotated[Optional[str], typer.Option(
+    "--compat", help="Shape of the result: ckpt (default), podman (an image `podman container restore` "
+                     "takes), cri-o or kubernetes (an image CRI-O restores).")]
+
+
 @app.command(epilog=REF_HELP)
 def save(
-    container: Annotated[str, typer.Argument(help="The runc container id.")],
+    container: Annotated[Optional[str], typer.Argument(
+        help="The container (runc id, or Podman name or id). Leave out with --pid.")] = None,
     dest: Annotated[Optional[str], typer.Argument(
         help="Where to put the checkpoint (REF). Default: the local store as CONTAINER:latest "
              "and CONTAINER:<timestamp>.")] = None,
+    pid: Annotated[Optional[int], typer.Option("--pid", help="Checkpoint the process tree rooted at PID "
+                                                              "(no container); DEST is then the only argument.")] = None,
+    engine: Engine = None,
     leave_running: Annotated[bool, typer.Option("--leave-running", help="Keep the container running.")] = False,
     tcp_established: Annotated[bool, typer.Option("--tcp-established",
                                                   help="Checkpoint established TCP connections.")] = False,
@@ -83,20 +97,29 @@ def save(
     ext_unix_sk: Annotated[bool, typer.Option("--ext-unix-sk",
                                               help="Allow unix sockets connected outside the container.")] = False,
     shell_job: Annotated[bool, typer.Option("--shell-job", help="The container runs on an outside terminal.")] = False,
+    with_volumes: Annotated[bool, typer.Option("--with-volumes", help="Podman: include the container's "
+                                                                       "volumes in the checkpoint.")] = False,
+    compat: Compat = None,
     runc_root: RuncRoot = None, insecure: Insecure = False, ca_dir: CaDir = None, jobs: Jobs = 4,
     as_json: Json = False,
 ) -> None:
-    """Checkpoint a running container and store or push it.
+    """Checkpoint a running container (runc or Podman) or process tree, and store or push it.
 
     Example: ckpt save web            (local store, web:latest)
              ckpt save web registry.example.com/team/web:v1
+             ckpt save --pid 4242 job:v1
     """
     from .porcelain.save import save as do_save
 
+    if pid is not None and container and not dest:
+        container, dest = None, container  # `ckpt save --pid PID DEST`
+    elif pid is not None and container:
+        raise CkptUsage("give either a container or --pid, not both")
     options = CriuOptions(leave_running=leave_running, tcp_established=tcp_established, file_locks=file_locks,
                           ext_unix_sk=ext_unix_sk, shell_job=shell_job)
     with ui.progress(not as_json) as on_progress:
-        result = do_save(container, dest, runc_root=runc_root, options=options, home=_home(),
+        result = do_save(container, dest, pid=pid, engine=engine, runc_root=runc_root, options=options,
+                         with_volumes=with_volumes, compat=compat, home=_home(),
                          registry=_registry(insecure, ca_dir, jobs), on_progress=on_progress)
     if as_json:
         ui.print_json(asdict(result))
@@ -114,20 +137,24 @@ def restore(
     force: Annotated[bool, typer.Option("--force", help="Restore even if the host looks incompatible.")] = False,
     if_running: Annotated[bool, typer.Option(
         "--if-running-ok", help="Succeed without doing anything if a container of that name is running.")] = False,
+    engine: Engine = None,
     runc_root: RuncRoot = None, insecure: Insecure = False, ca_dir: CaDir = None, jobs: Jobs = 4,
     as_json: Json = False,
 ) -> None:
-    """Restore a checkpoint as a running runc container; it carries on where it stopped."""
+    """Restore a checkpoint (ckpt's, or Podman's, CRI-O's, containerd's) into runc, Podman or as a
+    bare process tree; it carries on where it stopped."""
     from .porcelain.restore import restore as do_restore
 
     with ui.progress(not as_json) as on_progress:
-        result = do_restore(ref, name=name, runc_root=runc_root, home=_home(), force=force, if_running=if_running,
-                            registry=_registry(insecure, ca_dir, jobs), on_progress=on_progress)
+        result = do_restore(ref, name=name, engine=engine, runc_root=runc_root, home=_home(), force=force,
+                            if_running=if_running, registry=_registry(insecure, ca_dir, jobs),
+                            on_progress=on_progress)
     if as_json:
         ui.print_json(asdict(result))
         return
     verb = "already running" if result.already_running else "restored"
-    ui.out.print(f"{verb} {result.container} (pid {result.pid}, bundle {result.bundle})")
+    where = f", bundle {result.bundle}" if result.bundle else ""
+    ui.out.print(f"{verb} {result.container} into {result.engine} (pid {result.pid}{where})")
 
 
 @app.command()

@@ -7,8 +7,9 @@ CRIU = "criu"  # CRIU image files other than memory pages (small, needed first)
 PAGES = "pages"  # pages-*.img: the memory contents (large)
 ROOTFS = "rootfs"  # the container's root filesystem
 SPEC = "spec"  # the OCI runtime spec (config.json) the container ran with
+ENGINE = "engine"  # the engine's own files beside its CRIU images (Podman: config.dump, rootfs-diff.tar, ...)
 
-ALL = (CRIU, PAGES, ROOTFS, SPEC)
+ALL = (CRIU, PAGES, ROOTFS, SPEC, ENGINE)
 
 
 def is_pages_file(name: str) -> bool:

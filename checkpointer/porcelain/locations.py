@@ -1,18 +1,21 @@
 """Turn a REF into a place to read a checkpoint from or write one to.
 
 Everything is read through a Layout: a registry ref is pulled into the local store first (so
-every blob is verified before use), an oci: ref is opened where it is.
+every blob is verified before use), an oci: ref is opened where it is. open_source() also reads
+other engines' checkpoints (images and archives), converted into ckpt's format on the way.
 """
 from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 from ..errors import NotFound, UsageError
+from ..format.read import Checkpoint, is_checkpoint, open_checkpoint
+from ..oci import mediatypes as mt
 from ..oci.layout import Layout
-from ..oci.model import Descriptor
+from ..oci.model import Descriptor, Index
 from ..progress import OnProgress, noop
 from ..reference import ArchiveRef, LayoutRef, Ref, RegistryRef, StoreRef
 from .home import Home
@@ -54,8 +57,57 @@ def resolve_source(ref: Ref, home: Home, *, registry: RegistryOptions = Registry
         with _registry(ref, registry) as reg:
             desc = pull(ref, store, registry=reg, jobs=registry.jobs, on_progress=on_progress)
         return store, desc
-    raise UsageError(f"reading checkpoint archives ({ref}) is not supported yet",
-                     hint="use a store name, a registry reference or oci:PATH")
+    raise UsageError(f"{ref} is a checkpoint archive, which is read through open_source()")
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """A checkpoint ready to read: in ckpt's format, whatever format `origin` it came in."""
+
+    layout: Layout
+    descriptor: Descriptor
+    checkpoint: Checkpoint
+    origin: str  # "ckpt", or the other engine's format it was converted from (compat/read.py)
+
+
+@contextmanager
+def open_source(ref: Ref, home: Home, *, registry: RegistryOptions = RegistryOptions(),
+                on_progress: OnProgress = noop) -> Iterator[Source]:
+    """Open `ref` as a ckpt checkpoint. Another engine's checkpoint (an image or an archive) is
+    converted into a scratch layout that lives as long as the context."""
+    if isinstance(ref, ArchiveRef):
+        from ..compat.read import archive_to_ckpt
+
+        with home.workdir("import-") as work:
+            layout = Layout(work / "layout", create=True)
+            desc, origin = archive_to_ckpt(ref.path, layout, work / "archive", on_progress=on_progress)
+            yield Source(layout, desc, open_checkpoint(layout, desc), origin)
+        return
+    layout, desc = resolve_source(ref, home, registry=registry, on_progress=on_progress)
+    if desc.media_type not in mt.INDEX_TYPES and is_checkpoint(layout.read_manifest(desc)):
+        yield Source(layout, desc, open_checkpoint(layout, desc), "ckpt")
+        return
+    from ..compat.read import image_to_ckpt
+
+    def index_annotations() -> Mapping[str, str]:
+        return _index_annotations(ref, registry) if isinstance(ref, RegistryRef) else {}
+
+    with home.workdir("import-") as work:
+        out = Layout(work / "layout", create=True)
+        new, origin = image_to_ckpt(layout, desc, out, work / "archive", index_annotations=index_annotations,
+                                    on_progress=on_progress)
+        yield Source(out, new, open_checkpoint(out, new), origin)
+
+
+def _index_annotations(ref: RegistryRef, opts: RegistryOptions) -> Mapping[str, str]:
+    """The annotations of the index a registry tag points at (pull() hands back its manifest)."""
+    from ..registry.manifests import fetch_manifest
+
+    with _registry(ref, opts) as reg:
+        got = fetch_manifest(reg, ref.repository, ref.reference, ok_missing=True)
+    if got is None or got.media_type not in mt.INDEX_TYPES:
+        return {}
+    return Index.from_bytes(got.data).annotations
 
 
 def publish(layout: Layout, desc: Descriptor, dest: Ref, *, registry: RegistryOptions = RegistryOptions(),
@@ -79,8 +131,10 @@ def publish(layout: Layout, desc: Descriptor, dest: Ref, *, registry: RegistryOp
         with _registry(dest, registry) as reg:
             return push(layout, desc, dest, registry=reg, jobs=registry.jobs, on_progress=on_progress)
     assert isinstance(dest, ArchiveRef)
-    raise UsageError(f"writing checkpoint archives ({dest}) is not supported yet",
-                     hint="use a store name, a registry reference or oci:PATH")
+    from ..compat.write_archive import export_archive
+
+    export_archive(layout, desc, dest.path, on_progress=on_progress)
+    return desc
 
 
 def preflight(dest: Ref, *, registry: RegistryOptions = RegistryOptions()) -> None:

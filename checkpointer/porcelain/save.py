@@ -1,4 +1,6 @@
-"""`ckpt save`: checkpoint a runc container into the store, an OCI layout or a registry.
+"""`ckpt save`: checkpoint a runc or Podman container, or a bare process tree, into the store, an
+OCI layout, a registry or an archive. This module picks the engine and saves runc containers;
+podman.py and process.py save the others.
 
 Ordering is what keeps the promises: CRIU dumps first (on failure CRIU resumes the container);
 if anything after the dump fails or is interrupted, the container is restored in place from
@@ -14,12 +16,14 @@ from pathlib import Path
 from .. import __version__
 from ..criu import probe
 from ..criu.options import CriuOptions
-from ..errors import CkptError, Interrupted, UsageError
+from ..errors import CkptError, Interrupted, MissingDependency, NotFound, UsageError
 from ..format.config import CheckpointConfig
 from ..format.write import write_checkpoint
 from ..host import host_info, tree_rss
 from ..progress import OnProgress, Update, noop
-from ..reference import StoreRef, parse
+from ..oci.layout import Layout
+from ..oci.model import Descriptor
+from ..reference import Ref, StoreRef, parse
 from ..runtime.runc import Runc, load_spec, rootfs_of
 from .home import Home, disk_errors
 from .locations import RegistryOptions, early_upload, preflight, publish
@@ -40,10 +44,88 @@ def store_name_for(container_id: str) -> str:
     return name or "checkpoint"
 
 
-def save(container_id: str, dest: str | None = None, *, runc_root: Path | None = None,
-         options: CriuOptions = CriuOptions(), home: Home | None = None,
-         registry: RegistryOptions = RegistryOptions(), on_progress: OnProgress = noop) -> SaveResult:
+ENGINES = ("runc", "podman", "process")
+
+
+def save(container_id: str | None, dest: str | None = None, *, pid: int | None = None, engine: str | None = None,
+         runc_root: Path | None = None, options: CriuOptions = CriuOptions(), with_volumes: bool = False,
+         compat: str | None = None, home: Home | None = None, registry: RegistryOptions = RegistryOptions(),
+         on_progress: OnProgress = noop) -> SaveResult:
+    """Checkpoint a container (runc or Podman, found by name or id) or, with `pid`, a bare process tree."""
     home = home or Home()
+    if compat not in (None, "ckpt"):
+        from ..compat.writers import check_compat
+
+        check_compat(compat)
+    if pid is not None or engine == "process":
+        if pid is None:
+            raise UsageError("--engine process needs --pid PID")
+        from .process import save_process
+
+        return save_process(pid, dest, options=options, compat=compat, home=home, registry=registry,
+                            on_progress=on_progress)
+    if not container_id:
+        raise UsageError("name a container to checkpoint, or give --pid PID for a bare process tree")
+    engine = engine or detect_engine(container_id, runc_root)
+    if engine == "podman":
+        from .podman import save_podman
+
+        return save_podman(container_id, dest, options=options, with_volumes=with_volumes, compat=compat,
+                           home=home, registry=registry, on_progress=on_progress)
+    if engine != "runc":
+        raise UsageError(f"unknown engine {engine!r}", hint=f"one of: {', '.join(ENGINES)}")
+    return _save_runc(container_id, dest, runc_root=runc_root, options=options, compat=compat, home=home,
+                      registry=registry, on_progress=on_progress)
+
+
+def detect_engine(container: str, runc_root: Path | None) -> str:
+    """runc if runc (under `runc_root`) knows the container, else podman if Podman does."""
+    from ..runtime import podman
+
+    try:
+        if Runc(root=runc_root).exists(container):
+            return "runc"
+    except MissingDependency:
+        if not podman.installed():
+            raise
+    if podman.installed() and podman.Podman().exists(container):
+        return "podman"
+    where = f" under {runc_root}" if runc_root else ""
+    raise NotFound(f"no runc container {container!r}{where}, and no Podman container of that name",
+                   hint="`runc list` and `podman ps` show the containers; pass --runc-root if runc keeps "
+                        "them elsewhere, or --pid PID for a process that is not in a container")
+
+
+def destinations(name: str, dest: str | None, now: datetime) -> list[Ref]:
+    """Where a save goes: `dest`, or the local store as NAME:latest and NAME:<timestamp>."""
+    if dest:
+        return [parse(dest)]
+    return [StoreRef(store_name_for(name)), StoreRef(store_name_for(name), now.strftime("%Y%m%dT%H%M%SZ"))]
+
+
+def publish_all(store: Layout, desc: Descriptor, dests: list[Ref], compat: str | None, *,
+                registry: RegistryOptions, on_progress: OnProgress) -> Descriptor:
+    """Convert to the `compat` shape if asked, then tag or push the checkpoint at every destination."""
+    if compat not in (None, "ckpt"):
+        from ..compat.writers import write_compat
+        from ..format.read import open_checkpoint
+
+        with disk_errors("could not convert the checkpoint"):
+            desc = write_compat(store, open_checkpoint(store, desc), compat, on_progress=on_progress)
+    for target in dests:
+        publish(store, desc, target, registry=registry, on_progress=on_progress)
+    return desc
+
+
+def result(store: Layout, container: str, dests: list[Ref], desc: Descriptor, left_running: bool) -> SaveResult:
+    manifest = store.read_manifest(desc)
+    size = desc.size + sum(b.size for b in manifest.blobs())
+    return SaveResult(container=container, references=tuple(str(d) for d in dests), digest=desc.digest, size=size,
+                      left_running=left_running)
+
+
+def _save_runc(container_id: str, dest: str | None, *, runc_root: Path | None, options: CriuOptions,
+               compat: str | None, home: Home, registry: RegistryOptions, on_progress: OnProgress) -> SaveResult:
     runc = Runc(root=runc_root)
     state = runc.state(container_id)
     if state.status not in ("running", "paused"):
@@ -52,8 +134,7 @@ def save(container_id: str, dest: str | None = None, *, runc_root: Path | None =
     spec = load_spec(state.bundle)
     rootfs = rootfs_of(state.bundle, spec)
     now = datetime.now(timezone.utc)
-    dests = [parse(dest)] if dest else [StoreRef(store_name_for(container_id)),
-                                        StoreRef(store_name_for(container_id), now.strftime("%Y%m%dT%H%M%SZ"))]
+    dests = destinations(container_id, dest, now)
     info = host_info()
     config = CheckpointConfig(
         engine="runc", runtime="runc", runtime_version=runc.version(), criu_version=probe.version(),
@@ -72,22 +153,19 @@ def save(container_id: str, dest: str | None = None, *, runc_root: Path | None =
         on_progress(Update("checkpoint", 1, 1, container_id))
         try:
             with disk_errors("could not store the checkpoint"), \
-                    early_upload(dests, store, registry=registry, on_progress=on_progress) as on_blob:
+                    early_upload(dests if compat in (None, "ckpt") else [], store, registry=registry,
+                                 on_progress=on_progress) as on_blob:
                 desc = write_checkpoint(store, images=images, rootfs=rootfs,
                                         spec=(state.bundle / "config.json").read_bytes(), config=config,
                                         on_progress=on_progress, on_blob=on_blob)
-            for target in dests:
-                publish(store, desc, target, registry=registry, on_progress=on_progress)
+            desc = publish_all(store, desc, dests, compat, registry=registry, on_progress=on_progress)
         except BaseException as exc:
             if not options.leave_running:
                 _put_back(runc, container_id, state.bundle, images, work, options, home)
             if isinstance(exc, KeyboardInterrupt):
                 raise Interrupted("save interrupted; the container was put back and nothing was tagged") from None
             raise
-    manifest = store.read_manifest(desc)
-    size = desc.size + sum(b.size for b in manifest.blobs())
-    return SaveResult(container=container_id, references=tuple(str(d) for d in dests), digest=desc.digest, size=size,
-                      left_running=options.leave_running)
+    return result(store, container_id, dests, desc, options.leave_running)
 
 
 def _put_back(runc: Runc, container_id: str, bundle: Path, images: Path, work: Path,
@@ -104,6 +182,3 @@ def _put_back(runc: Runc, container_id: str, bundle: Path, images: Path, work: P
         raise CkptError(f"save failed after the dump, and putting the container back failed too: {exc}",
                         hint=f"the CRIU images were kept in {rescue}; `runc restore --image-path` "
                              "can bring the container back") from exc
-
-
-

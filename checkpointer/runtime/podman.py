@@ -1,0 +1,159 @@
+"""Podman: container state, checkpoint export and import-restore through the `podman` CLI.
+
+Podman drives the OCI runtime (runc here), which drives CRIU. Its export archive (`--export`)
+holds the CRIU images in `checkpoint/` plus Podman's own files (config.dump, spec.dump, ...);
+`podman container restore --import` takes the same archive back.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..criu.options import CriuOptions, log_tail
+from ..errors import AlreadyExists, CriuFailed, MissingDependency, NotFound, RuntimeFailed
+
+INSTALL_HINT = "install podman (Debian: apt-get install podman)"
+TIMEOUT = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class PodmanContainer:
+    id: str
+    name: str
+    status: str  # running, paused, exited, created, ...
+    pid: int
+    image_name: str  # the name the container was created from
+    image_id: str
+    runtime: str  # the OCI runtime: runc, crun
+
+
+def installed(binary: str = "podman") -> bool:
+    return shutil.which(binary) is not None
+
+
+class Podman:
+    name = "podman"
+
+    def __init__(self, *, binary: str = "podman") -> None:
+        path = shutil.which(binary)
+        if not path:
+            raise MissingDependency("podman is not installed", hint=INSTALL_HINT)
+        self.binary = path
+
+    def _run(self, *args: str, timeout: float = TIMEOUT) -> subprocess.CompletedProcess:
+        # A new session keeps a Ctrl-C meant for ckpt away from podman and CRIU mid-dump.
+        try:
+            return subprocess.run([self.binary, *args], capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                                  start_new_session=True, check=False, timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            raise RuntimeFailed(f"podman {args[0]} did not finish within {timeout:.0f}s") from exc
+
+    def version(self) -> str:
+        out = self._run("version", "--format", "{{.Client.Version}}").stdout.strip()
+        return out or "unknown"
+
+    def exists(self, name: str) -> bool:
+        return self._run("container", "exists", name).returncode == 0
+
+    def container(self, name: str) -> PodmanContainer:
+        res = self._run("container", "inspect", name)
+        if res.returncode != 0:
+            raise NotFound(f"no Podman container {name!r}", hint="`podman ps -a` lists the containers")
+        try:
+            obj = json.loads(res.stdout)[0]
+            return PodmanContainer(id=obj["Id"], name=obj["Name"], status=obj["State"]["Status"],
+                                   pid=int(obj["State"].get("Pid") or 0),
+                                   image_name=obj.get("ImageName") or "", image_id=obj.get("Image") or "",
+                                   runtime=obj.get("OCIRuntime") or "")
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise RuntimeFailed(f"cannot read `podman container inspect {name}`: {exc!r}") from None
+
+    def checkpoint(self, name: str, archive: Path, options: CriuOptions, *, with_volumes: bool = False) -> None:
+        """Checkpoint `name` into an uncompressed export archive. On failure CRIU resumes the container."""
+        args = ["container", "checkpoint", "--export", str(archive), "--compress", "none"]
+        args += _criu_flags(options)
+        if options.leave_running:
+            args.append("--leave-running")
+        if not with_volumes:
+            args.append("--ignore-volumes")
+        res = self._run(*args, name)
+        if res.returncode != 0:
+            raise CriuFailed(f"podman could not checkpoint {name!r}", output=_said(res),
+                             log_tail=_criu_log_in(res.stderr),
+                             hint="the container was left running; the lines above say why")
+
+    def restore_in_place(self, name: str, options: CriuOptions) -> None:
+        """Restore a container podman has just checkpointed, from the images it kept."""
+        res = self._run("container", "restore", *_criu_flags(options.for_restore()), name)
+        if res.returncode != 0:
+            raise CriuFailed(f"podman could not restore {name!r} in place", output=_said(res),
+                             log_tail=_criu_log_in(res.stderr))
+
+    def restore_import(self, archive: Path, name: str, options: CriuOptions) -> str:
+        """Create and restore container `name` from an export archive; returns the new container's id."""
+        if self.exists(name):
+            raise AlreadyExists(f"a Podman container named {name!r} exists already",
+                                hint="pick another name with --name, or remove that container")
+        res = self._run("container", "restore", "--import", str(archive), "--name", name,
+                        *_criu_flags(options.for_restore()))
+        if res.returncode != 0:
+            raise CriuFailed(f"podman could not restore {name!r}", output=_said(res),
+                             log_tail=_criu_log_in(res.stderr))
+        lines = res.stdout.split()
+        return lines[-1] if lines else name
+
+    def remove(self, name: str) -> None:
+        res = self._run("rm", "--force", "--time", "0", name)
+        if res.returncode != 0 and self.exists(name):
+            raise RuntimeFailed(f"podman could not remove {name!r}", output=_said(res))
+
+    def image_exists(self, ref: str) -> bool:
+        return self._run("image", "exists", ref).returncode == 0
+
+    def image_digest(self, ref: str) -> str | None:
+        res = self._run("image", "inspect", "--format", "{{.Digest}}", ref)
+        digest = res.stdout.strip()
+        return digest if res.returncode == 0 and digest.startswith("sha256:") else None
+
+    def pull(self, ref: str, *, tls_verify: bool = True) -> None:
+        res = self._run("pull", "--quiet", f"--tls-verify={'true' if tls_verify else 'false'}", ref)
+        if res.returncode != 0:
+            raise NotFound(f"the image {ref!r} is not in Podman's storage here and cannot be pulled",
+                           hint="pull or load it first (podman pull / podman load), or push it to a "
+                                "registry this host can reach; --insecure allows a plain-HTTP registry")
+
+    def remove_image(self, ref: str) -> None:
+        self._run("rmi", ref)
+
+    def is_running(self, name: str) -> bool:
+        try:
+            return self.container(name).status == "running"
+        except NotFound:
+            return False
+
+
+def _criu_flags(options: CriuOptions) -> list[str]:
+    flags = []
+    if options.tcp_established:
+        flags.append("--tcp-established")
+    if options.file_locks:
+        flags.append("--file-locks")
+    # podman has no flags for external unix sockets or shell jobs: it sets what its containers need.
+    return flags
+
+
+def _said(res: subprocess.CompletedProcess) -> str:
+    return (res.stderr.strip() or res.stdout.strip())[-4000:]
+
+
+def _criu_log_in(stderr: str) -> str:
+    """podman names the CRIU log it kept in its error; show that log's telling lines."""
+    for word in stderr.replace('"', " ").split():
+        if word.endswith((".log", ".log:")) and word.startswith("/"):
+            tail = log_tail(Path(word.rstrip(":")))
+            if tail:
+                return tail
+    return ""
