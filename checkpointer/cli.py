@@ -170,7 +170,8 @@ def inspect(
         ui.print_json(view.to_json())
         return
     c = view.config
-    rows = [("reference", view.reference), ("digest", view.digest), ("container", c.container_name),
+    rows = [("reference", view.reference), ("digest", view.digest), ("format", view.origin),
+            ("container", c.container_name),
             ("engine", f"{c.engine} (runtime {c.runtime} {c.runtime_version})"), ("criu", c.criu_version),
             ("host", f"{c.host.arch}, kernel {c.host.kernel}, cgroup v{c.host.cgroup_version}"),
             ("created", c.created), ("memory", _size(view.memory))]
@@ -182,6 +183,51 @@ def inspect(
     ui.out.print("layers:")
     for layer in view.layers:
         ui.out.print(f"  {layer.role:<7} {_size(layer.size):>10}  {layer.digest[:19]}  {layer.media_type}")
+
+
+@app.command(epilog=REF_HELP)
+def convert(
+    src: Annotated[str, typer.Argument(help="The checkpoint to read (REF): ckpt's, or another engine's image "
+                                            "or archive.")],
+    dest: Annotated[str, typer.Argument(help="Where to write the result (REF).")],
+    compat: Compat = None,
+    insecure: Insecure = False, ca_dir: CaDir = None, jobs: Jobs = 4, as_json: Json = False,
+) -> None:
+    """Convert a checkpoint between ckpt's format and the shapes Podman, CRI-O and Kubernetes use.
+
+    Example: ckpt convert podman-ckpt.tar.zst web:v1            (a Podman export into the store)
+             ckpt convert web:v1 oci:/tmp/img:web --compat podman   (an image `podman container restore` takes)
+    """
+    from .porcelain.convert import convert as do_convert
+
+    with ui.progress(not as_json) as on_progress:
+        result = do_convert(src, dest, compat=compat or "ckpt", home=_home(),
+                            registry=_registry(insecure, ca_dir, jobs), on_progress=on_progress)
+    _converted(result, as_json)
+
+
+@app.command(epilog=REF_HELP)
+def export(
+    ref: Annotated[str, typer.Argument(help="The checkpoint to export (REF).")],
+    path: Annotated[str, typer.Argument(help="The archive to write: PATH.tar, PATH.tar.gz or PATH.tar.zst.")],
+    insecure: Insecure = False, ca_dir: CaDir = None, jobs: Jobs = 4, as_json: Json = False,
+) -> None:
+    """Write a checkpoint as an engine's archive (what `podman container restore --import` and
+    `checkpointctl show` read)."""
+    from .porcelain.convert import export as do_export
+
+    with ui.progress(not as_json) as on_progress:
+        result = do_export(ref, path, home=_home(), registry=_registry(insecure, ca_dir, jobs),
+                           on_progress=on_progress)
+    _converted(result, as_json)
+
+
+def _converted(result, as_json: bool) -> None:  # noqa: ANN001
+    if as_json:
+        ui.print_json(asdict(result))
+    else:
+        ui.out.print(f"converted {result.source} ({result.origin}) -> {result.destination} ({result.compat})\n"
+                     f"digest {result.digest} ({_size(result.size)})")
 
 
 @app.command("ls")

@@ -6,12 +6,13 @@ from dataclasses import dataclass
 from ..criu import images as criu_images
 from ..format import roles
 from ..format.config import CheckpointConfig
-from ..format.read import open_checkpoint, unpack_layer
+from ..format.read import Checkpoint, unpack_layer
 from ..oci import annotations as ann
 from ..oci import tarball
+from ..oci.layout import Layout
 from ..reference import parse
 from .home import Home
-from .locations import RegistryOptions, resolve_source
+from .locations import RegistryOptions, open_source
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +30,7 @@ class InspectView:
     config: CheckpointConfig
     layers: tuple[LayerView, ...]
     processes: tuple[criu_images.Process, ...]
+    origin: str = "ckpt"  # the format it was read from: ckpt, podman-image, cri-o-archive, ...
 
     @property
     def memory(self) -> int:
@@ -38,6 +40,7 @@ class InspectView:
         return {
             "reference": self.reference,
             "digest": self.digest,
+            "origin": self.origin,
             "config": self.config.to_json(),
             "layers": [{"role": layer.role, "mediaType": layer.media_type, "digest": layer.digest,
                         "size": layer.size} for layer in self.layers],
@@ -48,9 +51,13 @@ class InspectView:
 
 
 def inspect(ref: str, *, home: Home | None = None, registry: RegistryOptions = RegistryOptions()) -> InspectView:
+    """What the checkpoint `ref` holds; another engine's checkpoint is read through its conversion."""
     home = home or Home()
-    layout, desc = resolve_source(parse(ref), home, registry=registry)
-    checkpoint = open_checkpoint(layout, desc)
+    with open_source(parse(ref), home, registry=registry) as source:
+        return _view(ref, source.layout, source.checkpoint, source.origin, home)
+
+
+def _view(ref: str, layout: Layout, checkpoint: Checkpoint, origin: str, home: Home) -> InspectView:
     processes: tuple[criu_images.Process, ...] = ()
     pages = checkpoint.layers(roles.PAGES)
     if criu_layers := checkpoint.layers(roles.CRIU):
@@ -62,5 +69,5 @@ def inspect(ref: str, *, home: Home | None = None, registry: RegistryOptions = R
             processes = tuple(criu_images.process_tree(work))
     layers = tuple(LayerView(layer.annotations.get(ann.LAYER_ROLE, "?"), layer.media_type, layer.digest, layer.size)
                    for layer in checkpoint.manifest.layers)
-    return InspectView(reference=ref, digest=desc.digest, config=checkpoint.config, layers=layers,
-                       processes=processes)
+    return InspectView(reference=ref, digest=checkpoint.descriptor.digest, config=checkpoint.config, layers=layers,
+                       processes=processes, origin=origin)

@@ -208,3 +208,60 @@ def test_save_of_unknown_container_names_both_engines(ckpt_home, tmp_path):
     res = ckpt("save", "--runc-root", str(tmp_path), "no-such-ckpt-container", home=ckpt_home)
     assert res.returncode == NotFound.exit_code
     assert "no runc container" in res.stderr and "Podman" in res.stderr
+
+
+def test_podman_checkpoint_image_restored_by_ckpt(podman_base, pm, tmp_path, ckpt_home):
+    """An image from `podman container checkpoint --create-image`, pushed with podman, restored by ckpt."""
+    with RegistryServer(tmp_path / "registry", auth="none") as reg:
+        name = pm.run(podman_base)
+        before = wait_for(name, lambda s: s.counter >= 5)
+        image = pm.image(f"{reg.host}/podman/{name}:ckpt")
+        podman("container", "checkpoint", "--create-image", image, name)
+        podman("push", "--tls-verify=false", image)
+        podman("rm", "--force", "--time", "0", name)
+
+        view = json.loads(ckpt("inspect", image, "--insecure", "--json", home=ckpt_home, check=True).stdout)
+        assert view["origin"] == "podman-image" and view["config"]["engine"] == "podman"
+        assert view["config"]["criu"]["version"] == "4.1.1"  # from Podman's 40101
+        assert view["config"]["base"]["name"] == podman_base
+        out = json.loads(ckpt("restore", image, "--insecure", "--json", home=ckpt_home, check=True).stdout)
+        assert out["container"] == name and out["engine"] == "podman"
+        after = wait_for(name, lambda s: s.counter > before.counter + 2 and s.ticks_since_verify == 0)
+        assert after.nonce == before.nonce and after.verified == before.checksum
+
+
+def test_compat_podman_image_restored_by_podman(podman_base, pm, tmp_path, ckpt_home):
+    """`ckpt save --compat podman` to a registry; Podman itself pulls and restores the image unchanged."""
+    with RegistryServer(tmp_path / "registry", auth="none") as reg:
+        name = pm.run(podman_base)
+        before = wait_for(name, lambda s: s.counter >= 5)
+        image = pm.image(f"{reg.host}/compat/{name}:podman")
+        ckpt("save", name, image, "--compat", "podman", "--insecure", home=ckpt_home, check=True)
+        podman("rm", "--force", "--time", "0", name)
+
+        raw = json.loads(subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{image}"],
+                                        capture_output=True, text=True, check=True).stdout)
+        assert raw["config"]["mediaType"] == "application/vnd.oci.image.config.v1+json"
+        assert "artifactType" not in raw and len(raw["layers"]) == 1
+        assert raw["annotations"]["io.podman.annotations.checkpoint.runtime.name"] == "runc"
+        assert not any(k.startswith("io.kubernetes.cri-o.") for k in raw["annotations"])
+
+        podman("pull", "--tls-verify=false", image)
+        copy = pm.name("ckpt-podman")
+        podman("container", "restore", "--name", copy, image)
+        after = wait_for(copy, lambda s: s.counter > before.counter + 2 and s.ticks_since_verify == 0)
+        assert after.nonce == before.nonce and after.verified == before.checksum
+
+
+def test_export_archive_restored_by_podman_import(podman_base, pm, tmp_path, ckpt_home):
+    name = pm.run(podman_base)
+    before = wait_for(name, lambda s: s.counter >= 5)
+    ckpt("save", name, "exp:v1", home=ckpt_home, check=True)
+    podman("rm", "--force", "--time", "0", name)
+    archive = tmp_path / "export" / f"{name}.tar.zst"
+    out = json.loads(ckpt("export", "exp:v1", str(archive), "--json", home=ckpt_home, check=True).stdout)
+    assert out["size"] == archive.stat().st_size
+    assert archive.read_bytes()[:4] == b"\x28\xb5\x2f\xfd"  # zstd, as the name says
+    podman("container", "restore", "--import", str(archive))
+    after = wait_for(name, lambda s: s.counter > before.counter + 2 and s.ticks_since_verify == 0)
+    assert after.nonce == before.nonce and after.verified == before.checksum
