@@ -38,8 +38,10 @@ def main(argv: list[str] | None = None) -> int:  # noqa: ARG001 - CRIU passes no
         return 0
     try:
         settings = HookSettings.load()
-    except CkptError:
-        settings = HookSettings.from_json({})
+    except CkptError as exc:
+        # Fail closed: without its config (allow-list, spool) the hook must not publish anything.
+        logs.setup(None).error("post-dump hook not run: %s", exc)
+        return 0
     spool = Spool(settings.spool)
     log = logs.setup(spool)
     try:
@@ -77,7 +79,10 @@ def post_dump(settings: HookSettings, spool: Spool, log: logging.Logger, started
         target = container.describe(call, annotations, bundle)
         job = replace(job, container_name=target.name, engine=target.engine, rootfs=str(target.rootfs))
         (job_dir / "spec.json").write_bytes(target.spec)
-        taken = capture.take_images(image_dir or str(call.image_path), job_dir / "images")
+        source = image_dir or call.image_path
+        if not source:
+            raise CkptError("CRIU named no image directory (CRTOOLS_IMAGE_DIR is empty)")
+        taken = capture.take_images(source, job_dir / "images")
         rootfs_fd, rootfs_dev = capture.hold_rootfs(target.rootfs)
     except (CkptError, OSError) as exc:
         hint = getattr(exc, "hint", None) or ""
@@ -97,9 +102,8 @@ def post_dump(settings: HookSettings, spool: Spool, log: logging.Logger, started
         env["DOCKER_CONFIG"] = str(settings.docker_config)
     spawn_detached(argv, log=spool.log_path, pass_fds=(rootfs_fd,), env=env)
     os.close(rootfs_fd)
-    log.info("%s: %s %s checkpointed by %s; publishing to %s in the background (hook: %d ms)", job.id, job.engine,
-             job.container_name, os.path.basename(call.binary), job.destination,
-             _elapsed_ms(started))
+    log.info("%s: %s container %s checkpointed; publishing to %s in the background (hook: %d ms)", job.id,
+             job.engine, job.container_name, job.destination, _elapsed_ms(started))
 
 
 def _elapsed_ms(started: float) -> int:

@@ -15,30 +15,35 @@ LOGGER = "ckpt.hooks"
 SYSLOG_SOCKET = "/dev/log"
 
 
-def setup(spool: Spool, *, syslog: bool = True) -> logging.Logger:
-    """The hooks' logger, writing to the spool's log file and to syslog (once per process)."""
+def setup(spool: Spool | None, *, syslog: bool = True) -> logging.Logger:
+    """The hooks' logger, writing to the spool's log file (when there is a spool) and to syslog;
+    set up once per process."""
     log = logging.getLogger(LOGGER)
     if log.handlers:
         return log
     log.setLevel(logging.INFO)
     log.propagate = False
-    try:
-        spool.ensure()
-        fd = os.open(spool.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-        os.close(fd)
-        handler: logging.Handler = logging.FileHandler(spool.log_path)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(message)s"))
-        log.addHandler(handler)
-    except OSError:
-        pass  # a read-only or missing spool must not break the checkpoint; syslog may still work
+    if spool is not None:
+        _to_file(log, spool)
     if syslog and os.path.exists(SYSLOG_SOCKET):
         try:
-            sys_handler = logging.handlers.SysLogHandler(address=SYSLOG_SOCKET,
-                                                         facility=logging.handlers.SysLogHandler.LOG_DAEMON)
-            sys_handler.setFormatter(logging.Formatter("ckpt-hooks[%(process)d]: %(message)s"))
-            log.addHandler(sys_handler)
+            handler = logging.handlers.SysLogHandler(address=SYSLOG_SOCKET,
+                                                     facility=logging.handlers.SysLogHandler.LOG_DAEMON)
+            handler.setFormatter(logging.Formatter("ckpt-hooks[%(process)d]: %(message)s"))
+            log.addHandler(handler)
         except OSError:
             pass
     if not log.handlers:
         log.addHandler(logging.NullHandler())
     return log
+
+
+def _to_file(log: logging.Logger, spool: Spool) -> None:
+    try:
+        spool.ensure()
+        os.close(os.open(spool.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600))
+        handler = logging.FileHandler(spool.log_path)
+    except OSError:
+        return  # a read-only or missing spool must not break the checkpoint; syslog may still work
+    handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(message)s"))
+    log.addHandler(handler)
