@@ -8,6 +8,7 @@
  * checkpoint of it compresses like a real service. Every tick it increments a
  * counter and rewrites PATH (atomically) with:
  *   nonce=<random per start> counter=<n> checksum=<fnv64 at start> verified=<last check> ticks_since_verify=<n>
+ *   max_gap_ms=<longest time between two ticks>  (after a migration: how long it was frozen)
  * After a restore the nonce and checksum stay, the counter goes on, and the
  * next verification recomputes the checksum over the restored memory.
  * --lock holds an flock on PATH, which CRIU dumps only when asked to (--file-locks).
@@ -71,18 +72,27 @@ static uint64_t checksum(const unsigned char *mem, size_t size)
 	return h;
 }
 
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static void write_state(const char *path, uint64_t nonce, uint64_t counter, uint64_t sum,
-			uint64_t verified, uint64_t since)
+			uint64_t verified, uint64_t since, uint64_t max_gap)
 {
 	char tmp[4096], line[256];
 	int fd, len;
 
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
 	len = snprintf(line, sizeof(line),
-		       "nonce=%016llx counter=%llu checksum=%016llx verified=%016llx ticks_since_verify=%llu\n",
+		       "nonce=%016llx counter=%llu checksum=%016llx verified=%016llx ticks_since_verify=%llu "
+		       "max_gap_ms=%llu\n",
 		       (unsigned long long)nonce, (unsigned long long)counter,
 		       (unsigned long long)sum, (unsigned long long)verified,
-		       (unsigned long long)since);
+		       (unsigned long long)since, (unsigned long long)max_gap);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 	if (fd < 0)
 		return;
@@ -98,6 +108,7 @@ int main(int argc, char **argv)
 	long interval_ms = 100, verify_every = 10;
 	unsigned char *mem;
 	uint64_t nonce, sum, verified, counter = 0, since = 0, seed = 0x9e3779b97f4a7c15ULL;
+	uint64_t last_tick, max_gap = 0;
 	long churn_percent = 5;
 	struct timespec ts;
 	int i, fd;
@@ -147,8 +158,14 @@ int main(int argc, char **argv)
 	fill(mem, mib << 20);
 	sum = checksum(mem, mib << 20);
 	verified = sum;
+	last_tick = now_ms();
 
 	for (;;) {
+		uint64_t tick = now_ms();
+
+		if (tick - last_tick > max_gap)
+			max_gap = tick - last_tick;
+		last_tick = tick;
 		if (churn_requested) {
 			size_t size = mib << 20, len = (size / 100 * churn_percent) & ~(size_t)4095;
 			size_t start = (size / 10 * 4) & ~(size_t)4095;
@@ -165,7 +182,7 @@ int main(int argc, char **argv)
 			verified = checksum(mem, mib << 20);
 			since = 0;
 		}
-		write_state(state, nonce, counter, sum, verified, since);
+		write_state(state, nonce, counter, sum, verified, since, max_gap);
 		ts.tv_sec = interval_ms / 1000;
 		ts.tv_nsec = (interval_ms % 1000) * 1000000L;
 		nanosleep(&ts, NULL);

@@ -30,8 +30,9 @@ MAX_INDEX_FILE_BYTES = 256 << 20
 class BlobWriter:
     """A file-like sink that hashes what it is given; `commit()` moves it into the layout."""
 
-    def __init__(self, layout: "Layout") -> None:
+    def __init__(self, layout: "Layout", known_digest: str | None = None) -> None:
         self._layout = layout
+        self._known = known_digest  # the caller already hashed the bytes: do not hash them twice
         while True:
             fd, name = tempfile.mkstemp(dir=layout.root / "ingest", prefix="blob-")
             # Held while writing, so a concurrent gc() leaves this file alone. A gc() that came
@@ -48,7 +49,8 @@ class BlobWriter:
 
     def write(self, data: bytes) -> int:
         self._file.write(data)
-        self._hash.update(data)
+        if self._known is None:
+            self._hash.update(data)
         self.size += len(data)
         return len(data)
 
@@ -57,12 +59,13 @@ class BlobWriter:
 
     def commit(self, media_type: str, annotations: dict[str, str] | None = None,
                expected: str | None = None) -> Descriptor:
-        digest = "sha256:" + self._hash.hexdigest()
+        digest = self._known or "sha256:" + self._hash.hexdigest()
         if expected is not None and digest != expected:
             self.abort()
             raise CorruptData(f"blob digest mismatch: expected {expected}, got {digest}")
         self._file.flush()
-        os.fsync(self._file.fileno())  # the blob's bytes are on disk before any index names it
+        # No fsync here: a killed process loses nothing the page cache holds, and tag() makes the
+        # blobs durable, all at once, before an index names them (per-blob fsyncs stall packing).
         # Moved while the lock is still held, so gc() cannot take the file between close and rename.
         os.replace(self._path, self._layout.blob_path(digest))
         self._done = True
@@ -74,6 +77,14 @@ class BlobWriter:
         if not self._done:  # after commit the name may belong to another writer's file
             self._done = True
             self._path.unlink(missing_ok=True)
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _same_file(fd: int, name: str) -> bool:
@@ -117,18 +128,26 @@ class Layout:
                            hint="run `ckpt fsck` or pull the checkpoint again") from None
         return VerifyingReader(raw, desc.digest, desc.size)
 
+    def open_blob_unverified(self, desc: Descriptor) -> BinaryIO:
+        """The raw blob file, for a consumer that checks the digest itself (a registry upload)."""
+        try:
+            return open(self.blob_path(desc.digest), "rb")
+        except FileNotFoundError:
+            raise NotFound(f"blob {desc.digest} is missing from {self.root}",
+                           hint="run `ckpt fsck` or pull the checkpoint again") from None
+
     def read_blob(self, desc: Descriptor) -> bytes:
         with self.open_blob(desc) as reader:
             return reader.read()
 
-    def writer(self) -> BlobWriter:
+    def writer(self, known_digest: str | None = None) -> BlobWriter:
         (self.root / "ingest").mkdir(exist_ok=True)
-        return BlobWriter(self)
+        return BlobWriter(self, known_digest)
 
     @contextmanager
-    def writing(self) -> Iterator[BlobWriter]:
+    def writing(self, known_digest: str | None = None) -> Iterator[BlobWriter]:
         """A BlobWriter that is removed again unless it was committed."""
-        writer = self.writer()
+        writer = self.writer(known_digest)
         try:
             yield writer
         finally:
@@ -137,7 +156,7 @@ class Layout:
     def put_bytes(self, data: bytes, media_type: str, annotations: dict[str, str] | None = None) -> Descriptor:
         digest = sha256_digest(data)
         if not self.has_blob(digest):
-            with self.writing() as w:
+            with self.writing(known_digest=digest) as w:
                 w.write(data)
                 w.commit(media_type, expected=digest)
         return Descriptor(media_type, digest, len(data), annotations or {})
@@ -188,6 +207,10 @@ class Layout:
             for blob in (desc, *manifest.blobs()):
                 if blob.media_type != mt.OCI_EMPTY and not self.has_blob(blob.digest):
                     raise CorruptData(f"refusing to tag {ref_name}: blob {blob.digest} is missing")
+            for blob in (desc, *manifest.blobs()):
+                if blob.media_type != mt.OCI_EMPTY:
+                    _fsync_path(self.blob_path(blob.digest))
+            _fsync_path(self.root / "blobs" / "sha256")
             kept = [d for d in self.index().manifests if d.annotations.get(ann.REF_NAME) != ref_name]
             self._write_index(Index((*kept, entry)))
 

@@ -28,12 +28,19 @@ class RegistryOptions:
     jobs: int = 4
 
 
+_clients: dict[tuple[str, bool, Path | None], Any] = {}
+
+
 @contextmanager
 def _registry(ref: RegistryRef, opts: RegistryOptions) -> Iterator[Any]:
+    """One client per registry for the whole process: its connections, token and knowledge of
+    what it uploaded carry over from the early upload to the manifest push."""
     from ..registry import Registry  # imported here: requests is slow to import and often unneeded
 
-    with Registry(ref.api_host, insecure=opts.insecure, ca_dir=opts.ca_dir) as reg:
-        yield reg
+    key = (ref.api_host, opts.insecure, opts.ca_dir)
+    if key not in _clients:
+        _clients[key] = Registry(ref.api_host, insecure=opts.insecure, ca_dir=opts.ca_dir)
+    yield _clients[key]
 
 
 def resolve_source(ref: Ref, home: Home, *, registry: RegistryOptions = RegistryOptions(),

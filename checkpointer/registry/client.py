@@ -49,6 +49,9 @@ class Registry:
         self._base: str | None = None
         self._base_lock = threading.Lock()
         self.requests_sent: list[tuple[str, str]] = []  # (method, path): for tests and diagnostics
+        # (repository, digest) of blobs this client uploaded: a manifest push after an early
+        # upload (BlobUploader) need not ask about each of them again.
+        self.uploaded: set[tuple[str, str]] = set()
 
     # -- lifecycle ------------------------------------------------------------------------------
 

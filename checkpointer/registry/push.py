@@ -33,11 +33,11 @@ BLOCK = 1 << 20
 
 
 class _ProgressReader:
-    """A file-like view of a layout blob for requests: streams it, reports progress, and (through
-    the layout's VerifyingReader) refuses to finish if the local bytes are not what they claim."""
+    """A file-like view of a layout blob for requests: streams it and reports progress. It does not
+    hash what it sends: the registry checks the digest of every upload before it accepts it."""
 
     def __init__(self, layout: Layout, desc: Descriptor, counter: Counter) -> None:
-        self._reader = layout.open_blob(desc)
+        self._reader = layout.open_blob_unverified(desc)
         self._desc = desc
         self._counter = counter
         self.sent = 0
@@ -81,6 +81,8 @@ class _Pusher:
         run_parallel(self.push_blob, unique, jobs=self.jobs, name="ckpt-push")
 
     def exists(self, desc: Descriptor) -> bool:
+        if (self.repo, desc.digest) in self.reg.uploaded:
+            return True
         resp = self.reg.request("HEAD", f"/v2/{self.repo}/blobs/{desc.digest}", scopes=self.scopes,
                                 what=f"checking blob {desc.digest}", ok=(200, 404))
         resp.close()
@@ -98,8 +100,12 @@ class _Pusher:
                 return
             try:
                 self._upload(desc, location)
+                self.reg.uploaded.add((self.repo, desc.digest))
                 return
             except RegistryError as exc:
+                if "DIGEST_INVALID" in exc.codes:
+                    raise CorruptData(f"local blob {desc.digest} does not match its digest: the registry "
+                                      "refused it", hint="run `ckpt fsck`, or save the checkpoint again") from exc
                 if attempt < UPLOAD_RESTARTS and {"BLOB_UPLOAD_UNKNOWN", "BLOB_UPLOAD_INVALID"} & set(exc.codes):
                     log.info("upload of %s lost its session (%s); starting again", desc.digest, exc.codes)
                     continue
@@ -165,7 +171,11 @@ class _Pusher:
     def _small_blob(self, desc: Descriptor) -> bytes:
         if desc.digest == empty_config().digest and not self.layout.has_blob(desc.digest):
             return EMPTY_CONFIG_DATA
-        return self.layout.read_blob(desc)
+        with self.layout.open_blob_unverified(desc) as reader:  # the registry verifies the digest
+            data = reader.read()
+        if len(data) != desc.size:
+            raise CorruptData(f"local blob {desc.digest} has {len(data)} bytes, not {desc.size}")
+        return data
 
     # -- manifests ------------------------------------------------------------------------------
 

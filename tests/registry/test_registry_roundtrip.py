@@ -67,8 +67,12 @@ def test_second_push_skips_existing_blobs(registry_none, artifact):
     with client_for(registry_none) as reg:
         push(artifact.layout, artifact.desc, dest, registry=reg, stream_threshold=STREAM_THRESHOLD)
         reg.requests_sent.clear()
+        # The same client remembers what it uploaded: only the manifest goes again.
         push(artifact.layout, artifact.desc, dest.with_reference(tag="v2"), registry=reg)
-        methods = [m for m, _ in reg.requests_sent]
+        assert reg.requests_sent == [("PUT", "/v2/ckpt/skip/manifests/v2")]
+    with client_for(registry_none) as reg:  # a new client asks the registry
+        push(artifact.layout, artifact.desc, dest.with_reference(tag="v2"), registry=reg)
+        methods = [m for m, _ in reg.requests_sent if m != "GET"]
     assert methods.count("HEAD") == 3
     assert "POST" not in methods and "PATCH" not in methods
     assert methods.count("PUT") == 1 and reg.requests_sent[-1] == ("PUT", "/v2/ckpt/skip/manifests/v2")
