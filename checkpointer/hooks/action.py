@@ -58,6 +58,9 @@ def post_dump(settings: HookSettings, spool: Spool, log: logging.Logger, started
     call = procfs.find_runc_checkpoint(os.getpid())
     if call is None:
         return  # CRIU was not run by `runc checkpoint`: not a container ckpt knows about
+    job_id = f"{procfs.started_at(criu):%Y%m%dT%H%M%S}-{_short(call.container_id)}-{criu}"
+    if spool.job_dir(job_id).exists():
+        return  # the second call of the same post-dump: CRIU 4.1 under runc runs each script twice
     _, annotations, bundle = container.annotations_of(call)
     template = annotations.get(keys.PUBLISH_TO, "").strip()
     if not template:
@@ -66,10 +69,9 @@ def post_dump(settings: HookSettings, spool: Spool, log: logging.Logger, started
         log.info("%s: a %s is not a complete checkpoint; not published", call.container_id,
                  "pre-dump" if call.pre_dump else "dump with remote pages (--lazy-pages/--page-server)")
         return
-    job_id = f"{procfs.started_at(criu):%Y%m%dT%H%M%S}-{_short(call.container_id)}-{criu}"
     job_dir = spool.claim(job_id)
     if job_dir is None:
-        return  # the second call of the same post-dump
+        return  # a second call that overtook the first
     job = Job(id=job_id, state=SPOOLED, destination=template, container_id=call.container_id, created=now(),
               criu_options=call.options, runc_binary=call.binary, image_dir=call.image_path or image_dir)
     try:
@@ -100,8 +102,16 @@ def post_dump(settings: HookSettings, spool: Spool, log: logging.Logger, started
     env = dict(os.environ)
     if settings.docker_config:
         env["DOCKER_CONFIG"] = str(settings.docker_config)
-    spawn_detached(argv, log=spool.log_path, pass_fds=(rootfs_fd,), env=env)
-    os.close(rootfs_fd)
+    try:
+        spawn_detached(argv, log=spool.log_path, pass_fds=(rootfs_fd,), env=env)
+    except OSError as exc:
+        spool.save(job.moved(FAILED, f"the publisher did not start: {exc}", error=f"the publisher did not start: {exc}",
+                             hint=f"check {keys.CFG_PYTHON} in {settings.source}; `ckpt hooks retry {job.id}` "
+                                  "publishes what was spooled"))
+        log.error("%s: the publisher did not start: %s", job.id, exc)
+        return
+    finally:
+        os.close(rootfs_fd)
     log.info("%s: %s container %s checkpointed; publishing to %s in the background (hook: %d ms)", job.id,
              job.engine, job.container_name, job.destination, _elapsed_ms(started))
 

@@ -134,7 +134,8 @@ def status(prefix: Prefix = None, config_dir: ConfigDir = None, as_json: Json = 
     if not inst.installed:
         ui.out.print(f"[yellow]not installed[/] (no {ui.escape(inst.config)})")
     else:
-        ui.out.print(f"config  {ui.escape(inst.config)}\npython  {ui.escape(inst.python)}\nspool   {ui.escape(inst.spool)}")
+        for key, value in (("config", inst.config), ("python", inst.python), ("spool", inst.spool)):
+            ui.out.print(f"{key:<7} {ui.escape(value)}")
         for path, present in inst.files:
             ui.out.print(f"  {'[green]ok[/]' if present else '[red]missing[/]'}  {ui.escape(path)}")
         if inst.runc_conf:

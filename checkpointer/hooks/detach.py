@@ -18,11 +18,13 @@ def python_argv(python: str, function: str, *args: str) -> list[str]:
     environment), finding this very copy of ckpt first."""
     module, name = function.split(":")
     root = str(Path(__file__).resolve().parents[2])
-    code = f"import sys; sys.path.insert(0, sys.argv.pop(1)); from {module} import {name}; sys.exit({name}(sys.argv[1:]))"
+    code = (f"import sys; sys.path.insert(0, sys.argv.pop(1)); from {module} import {name}; "
+            f"sys.exit({name}(sys.argv[1:]))")
     return [python or sys.executable, "-I", "-c", code, root, *args]
 
 
-def spawn_detached(argv: list[str], *, log: Path, pass_fds: tuple[int, ...] = (), env: dict[str, str] | None = None) -> None:
+def spawn_detached(argv: list[str], *, log: Path, pass_fds: tuple[int, ...] = (),
+                   env: dict[str, str] | None = None) -> None:
     """Run `argv` in a new session, as a grandchild reparented away from us; its stdout and
     stderr go to `log`. Returns once the intermediate child has exited."""
     pid = os.fork()

@@ -46,8 +46,8 @@ class Spool:
         os.chmod(self.root, 0o700)
 
     def claim(self, job_id: str) -> Path | None:
-        """Make the job's directory; None if it exists (CRIU runs each action script twice when
-        its config file is read twice, so the second post-dump call must do nothing)."""
+        """Make the job's directory; None if it exists (CRIU 4.1 under runc calls each action
+        script twice, and the second post-dump call must do nothing)."""
         self.ensure()
         path = self.job_dir(job_id)
         try:
