@@ -142,7 +142,40 @@ class Layout:
 
     def writer(self, known_digest: str | None = None) -> BlobWriter:
         (self.root / "ingest").mkdir(exist_ok=True)
+        self._open_session()
         return BlobWriter(self, known_digest)
+
+    def _open_session(self) -> None:
+        """Announce, for as long as this process lives, that it writes blobs that no tag names yet:
+        gc() keeps every blob written since a live session began (a `ckpt rm` racing a save)."""
+        if getattr(self, "_session", None) is not None:
+            return
+        sessions = self.root / "sessions"
+        sessions.mkdir(exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=sessions, prefix=f"{os.getpid()}-")
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        self._session = fd  # closed (and the lock dropped) when the process ends
+        self._session_path = Path(name)
+
+    def _live_sessions_since(self) -> float | None:
+        """The start time of the oldest live writing session of another process or Layout, if any."""
+        oldest = None
+        for path in _entries(self.root / "sessions"):
+            if path == getattr(self, "_session_path", None):
+                continue
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                path.unlink(missing_ok=True)  # its writer is gone
+            except BlockingIOError:
+                started = os.fstat(fd).st_mtime
+                oldest = started if oldest is None else min(oldest, started)
+            finally:
+                os.close(fd)
+        return oldest
 
     @contextmanager
     def writing(self, known_digest: str | None = None) -> Iterator[BlobWriter]:
@@ -155,7 +188,10 @@ class Layout:
 
     def put_bytes(self, data: bytes, media_type: str, annotations: dict[str, str] | None = None) -> Descriptor:
         digest = sha256_digest(data)
-        if not self.has_blob(digest):
+        if self.has_blob(digest):
+            self._open_session()
+            os.utime(self.blob_path(digest))  # reused: as new as this session, so gc() keeps it
+        else:
             with self.writing(known_digest=digest) as w:
                 w.write(data)
                 w.commit(media_type, expected=digest)
@@ -264,14 +300,31 @@ class Layout:
         """Remove blobs no tag reaches and leftovers of interrupted writes; returns bytes freed."""
         freed = 0
         with self.locked():
-            keep = {hex_of(d) for d in self.reachable()}
-            for path in _entries(self.root / "blobs" / "sha256"):
-                if path.name not in keep:
-                    freed += path.stat().st_size
-                    path.unlink()
+            for path in self._garbage():
+                freed += path.stat().st_size
+                path.unlink()
             for path in _entries(self.root / "ingest"):  # absent in layouts other tools made
                 freed += _remove_if_abandoned(path)
         return freed
+
+    def _garbage(self) -> list[Path]:
+        """Blobs no tag reaches, except those a live writing session may still tag."""
+        keep = {hex_of(d) for d in self.reachable()}
+        since = self._live_sessions_since()
+        out = []
+        for path in _entries(self.root / "blobs" / "sha256"):
+            if path.name in keep:
+                continue
+            if since is not None and path.stat().st_mtime >= since - 1:
+                continue
+            out.append(path)
+        return out
+
+    def garbage_bytes(self) -> int:
+        """Bytes gc() would free now."""
+        with self.locked():
+            blobs = sum(p.stat().st_size for p in self._garbage())
+        return blobs + sum(p.stat().st_size for p in _entries(self.root / "ingest"))
 
     def verify_blob(self, desc: Descriptor) -> None:
         with self.open_blob(desc) as reader:

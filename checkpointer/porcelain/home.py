@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import shutil
 import tempfile
@@ -61,10 +62,14 @@ class Home:
         parent = _fast_scratch(size_hint) or self.root / "tmp"
         parent.mkdir(parents=True, exist_ok=True)
         path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+        # Held for the run's lifetime: `ckpt fsck` removes only work dirs whose lock is free.
+        owner = os.open(path / ".owner", os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(owner, fcntl.LOCK_EX)
         try:
             yield path
         finally:
             shutil.rmtree(path, ignore_errors=True)
+            os.close(owner)
 
 
 @contextmanager
