@@ -73,32 +73,31 @@ def unwrap_layer(desc: Descriptor, keys: Sequence[keywrap.Unwrapper]) -> LayerSe
     return LayerSecrets(PrivateOptions.from_bytes(plaintext, what), public)
 
 
-def authenticate_layer(layout: Layout, desc: Descriptor, secrets: LayerSecrets) -> None:
-    """Check the ciphertext blob's digest and HMAC without decrypting or writing anything."""
-    with layout.open_blob(desc) as src:
-        if not stream.authenticate(src, secrets.private.symkey, secrets.public.hmac):
-            raise _tampered(desc)
+def verify_layer(layout: Layout, desc: Descriptor, secrets: LayerSecrets) -> None:
+    """Everything decrypt_layer checks (ciphertext digest, HMAC, plaintext digest), writing nothing."""
+    _decrypt(layout, desc, secrets, stream.Discard())
 
 
 def decrypt_layer(layout: Layout, desc: Descriptor, secrets: LayerSecrets) -> Descriptor:
     """A new blob in `layout`: the plaintext of `desc`, committed only once the ciphertext's HMAC
     and the plaintext's digest recorded in the private options have both been checked."""
-    what = describe(desc)
     media_type = spec.decrypted_media_type(desc.media_type)
-    private = secrets.private
-    with layout.open_blob(desc) as src, layout.writing(known_digest=private.digest) as dst:
-        # Reading to EOF makes the VerifyingReader check the ciphertext blob's own size and digest.
-        authentic, digest = stream.decrypt(src, dst, private.symkey, private.nonce, secrets.public.hmac)
-        if not authentic:
-            raise _tampered(desc)
-        if digest != private.digest:
-            raise TamperedLayer(f"{what} decrypts to {digest}, not the {private.digest} recorded with its key")
+    with layout.writing(known_digest=secrets.private.digest) as dst:
+        _decrypt(layout, desc, secrets, dst)
         annotations = spec.without_encryption_annotations(desc.annotations)
         plain = dst.commit(media_type, annotations)
     return Descriptor(media_type, plain.digest, plain.size, annotations,
                       artifact_type=desc.artifact_type, platform=desc.platform)
 
 
-def _tampered(desc: Descriptor) -> TamperedLayer:
-    return TamperedLayer(f"{describe(desc)} fails authentication: its ciphertext or its HMAC was changed",
-                         hint="fetch the checkpoint again; if this persists, it was tampered with")
+def _decrypt(layout: Layout, desc: Descriptor, secrets: LayerSecrets, dst: stream.Sink) -> None:
+    private = secrets.private
+    with layout.open_blob(desc) as src:
+        # Reading to EOF makes the VerifyingReader check the ciphertext blob's own size and digest.
+        authentic, digest = stream.decrypt(src, dst, private.symkey, private.nonce, secrets.public.hmac)
+    if not authentic:
+        raise TamperedLayer(f"{describe(desc)} fails authentication: its ciphertext or its HMAC was changed",
+                            hint="fetch the checkpoint again; if this persists, it was tampered with")
+    if digest != private.digest:
+        raise TamperedLayer(f"{describe(desc)} decrypts to {digest}, "
+                            f"not the {private.digest} recorded with its key")

@@ -6,8 +6,9 @@ reads the config to check the host before it needs any key, and they hold no mem
 manifest is stored, not tagged.
 
 Decryption commits no plaintext unless every encrypted layer is authentic: it unwraps every
-layer's key first, then checks the HMAC of every layer but the first, then decrypts each layer to
-an uncommitted blob that is committed only once its own HMAC and plaintext digest check out.
+layer's key first, then checks the HMAC and plaintext digest of every layer but the first
+(decrypting to nowhere), then decrypts each layer to an uncommitted blob that is committed only
+once its own HMAC and plaintext digest check out. So decrypting reads most layers twice.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from . import spec
 from .errors import AlreadyEncrypted
 from .keys import PrivateKey, PublicKey
 from .keywrap import Unwrapper
-from .layer import LayerSecrets, authenticate_layer, decrypt_layer, describe, encrypt_layer, unwrap_layer
+from .layer import LayerSecrets, decrypt_layer, describe, encrypt_layer, unwrap_layer, verify_layer
 
 
 def is_encrypted(manifest: Manifest) -> bool:
@@ -68,7 +69,7 @@ def decrypt_manifest(layout: Layout, manifest_desc: Descriptor, keys: Sequence[P
         for layer in manifest.layers]
     encrypted = [(layer, secret) for layer, secret in zip(manifest.layers, secrets) if secret]
     for layer, secret in encrypted[1:]:  # the first one is checked as it is decrypted, before any commit
-        authenticate_layer(layout, layer, secret)
+        verify_layer(layout, layer, secret)
     layers = [decrypt_layer(layout, layer, secret) if secret else layer
               for layer, secret in zip(manifest.layers, secrets)]
     return layout.put_manifest(_with_layers(manifest, layers))
