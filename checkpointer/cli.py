@@ -335,6 +335,36 @@ def check(as_json: Json = False) -> None:
         raise typer.Exit(1)
 
 
+@app.command()
+def fsck(
+    repair: Annotated[bool, typer.Option("--repair", help="Remove tags whose data is missing or damaged, "
+                                                          "garbage blobs, and what killed runs left.")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="Check sizes only; do not re-hash every blob.")] = False,
+    as_json: Json = False,
+) -> None:
+    """Check the local store (every digest) and find what interrupted runs left behind."""
+    from .porcelain.fsck import fsck as do_fsck
+
+    report, leftovers = do_fsck(home=_home(), repair=repair, full=not quick)
+    if as_json:
+        ui.print_json({"ok": report.ok, "tags": report.tags, "blobs_checked": report.blobs_checked,
+                       "problems": [asdict(f) for f in report.findings], "removed_tags": list(report.removed_tags),
+                       "garbage": report.garbage, "freed": report.freed,
+                       "leftover_workdirs": [str(p) for p in leftovers], "repaired": repair})
+    else:
+        ui.out.print(f"{report.tags} tags, {report.blobs_checked} blobs checked")
+        for finding in report.findings:
+            ui.out.print(f"[red]damaged[/] {ui.escape(finding.ref)}: {ui.escape(finding.problem)}")
+        if repair:
+            ui.out.print(f"removed {len(report.removed_tags)} tags and {len(leftovers)} leftover work dirs, "
+                         f"freed {_size(report.freed)}")
+        elif report.garbage or leftovers:
+            ui.out.print(f"{_size(report.garbage)} of garbage and {len(leftovers)} leftover work dirs: "
+                         "`ckpt fsck --repair` removes them")
+    if not report.ok and not repair:
+        raise typer.Exit(8)
+
+
 def _size(n: int) -> str:
     value = float(n)
     for unit in ("B", "KiB", "MiB", "GiB"):
@@ -342,6 +372,15 @@ def _size(n: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{n} B"
+
+
+def _mount_hooks() -> None:
+    from .hooks.cli import hooks_app
+
+    app.add_typer(hooks_app, name="hooks")
+
+
+_mount_hooks()
 
 
 def _sigterm(_signum: int, _frame: object) -> None:
@@ -363,20 +402,23 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         return 130
     except Exception as exc:  # noqa: BLE001 - the last line of defence shows a bug as a bug
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return exc.exit_code
+        if _is_usage_error(exc):
+            exc.show()  # type: ignore[attr-defined]
+            return 2
         ui.show_unexpected(exc)
         return 70
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def _is_usage_error(exc: Exception) -> bool:
+    """A command-line parsing error of typer's (vendored) click: it shows itself with usage."""
+    return type(exc).__module__.endswith("click.exceptions") and hasattr(exc, "show")
 
 
 def run() -> None:
     """Console-script entry point."""
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -179,14 +179,17 @@ def _restore_runc(layout: Layout, checkpoint: Checkpoint, digest: str, *, name: 
                   on_progress: OnProgress) -> RestoreResult:
     runc = Runc(root=runc_root)
     container = name or checkpoint.config.container_id
+    bundle = home.bundle_path(container)
     if runc.exists(container):
         state = runc.state(container)
         if if_running and state.status == "running":
             return RestoreResult(container, state.pid, state.bundle, digest, already_running=True)
-        raise AlreadyExists(f"a runc container named {container!r} exists already",
-                            hint="pick another name with --name, or remove that container")
+        if state.status != "running" and state.bundle == bundle:
+            runc.delete(container)  # a restore of ours that was killed half-way: start again
+        else:
+            raise AlreadyExists(f"a runc container named {container!r} exists already",
+                                hint="pick another name with --name, or remove that container")
     _check_host(checkpoint, force)
-    bundle = home.bundle_path(container)
     if bundle.exists():
         shutil.rmtree(bundle)  # left by a restore that was killed; no runc container uses it
     try:

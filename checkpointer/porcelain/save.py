@@ -2,14 +2,18 @@
 OCI layout, a registry or an archive. This module picks the engine and saves runc containers;
 podman.py and process.py save the others.
 
-Ordering is what keeps the promises: CRIU dumps first (on failure CRIU resumes the container);
-if anything after the dump fails or is interrupted, the container is restored in place from
-the images just taken; the destination's tag is written only after every blob is stored.
+Ordering is what keeps the promises. A runc container is paused and dumped with CRIU's
+leave-running, so it stays frozen, not gone, until the checkpoint is safely at its destination
+(the tag is written only after every blob is stored); only then is it stopped (or resumed, with
+--leave-running). A failure or Ctrl-C resumes it; so does a guard process if ckpt itself is
+killed (SIGKILL included). With --tcp-established the container is stopped by the dump itself,
+as CRIU must keep its connections locked, and a failure after the dump restores it in place
+from the images just taken.
 """
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -148,9 +152,20 @@ def _save_runc(container_id: str, dest: str | None, *, runc_root: Path | None, o
         images, criu_work = work / "images", work / "criu"
         images.mkdir()
         criu_work.mkdir()
-        on_progress(Update("checkpoint", 0, 1, container_id))
-        runc.checkpoint(container_id, images, criu_work, options)
-        on_progress(Update("checkpoint", 1, 1, container_id))
+        freeze = not options.tcp_established and state.status == "running"
+        dump_options = replace(options, leave_running=True) if freeze else options
+        guard = None
+        if freeze:
+            guard = runc.resume_guard(container_id, marker=str(images))
+            runc.pause(container_id)
+        try:
+            on_progress(Update("checkpoint", 0, 1, container_id))
+            runc.checkpoint(container_id, images, criu_work, dump_options)
+            on_progress(Update("checkpoint", 1, 1, container_id))
+        except BaseException:
+            if guard:
+                guard.fire()
+            raise
         try:
             with disk_errors("could not store the checkpoint"), \
                     early_upload(dests if compat in (None, "ckpt") else [], store, registry=registry,
@@ -160,11 +175,19 @@ def _save_runc(container_id: str, dest: str | None, *, runc_root: Path | None, o
                                         on_progress=on_progress, on_blob=on_blob)
             desc = publish_all(store, desc, dests, compat, registry=registry, on_progress=on_progress)
         except BaseException as exc:
-            if not options.leave_running:
+            if guard:
+                guard.fire()
+            elif not options.leave_running:
                 _put_back(runc, container_id, state.bundle, images, work, options, home)
             if isinstance(exc, KeyboardInterrupt):
                 raise Interrupted("save interrupted; the container was put back and nothing was tagged") from None
             raise
+        if guard:
+            if options.leave_running:
+                guard.fire()
+            else:
+                guard.keep()
+                runc.delete(container_id)
     return result(store, container_id, dests, desc, options.leave_running)
 
 

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,6 +101,20 @@ class Runc:
         if res.returncode != 0 and self.exists(container_id):
             raise RuntimeFailed(f"runc could not delete {container_id!r}", output=res.stderr.strip())
 
+    def pause(self, container_id: str) -> None:
+        res = self._run(["pause", container_id])
+        if res.returncode != 0:
+            raise RuntimeFailed(f"runc could not pause {container_id!r}", output=res.stderr.strip())
+
+    def resume(self, container_id: str) -> None:
+        res = self._run(["resume", container_id])
+        if res.returncode != 0:
+            raise RuntimeFailed(f"runc could not resume {container_id!r}", output=res.stderr.strip())
+
+    def resume_guard(self, container_id: str, marker: str) -> "ResumeGuard":
+        """Start a guard that resumes `container_id` if ckpt dies; `marker` is in the dump's command line."""
+        return ResumeGuard(self._cmd(), container_id, marker)
+
     def is_running(self, container_id: str) -> bool:
         try:
             return self.state(container_id).status == "running"
@@ -133,6 +147,31 @@ def rootfs_of(bundle: Path, spec: dict) -> Path:
     return root if root.is_absolute() else bundle / root
 
 
-def ensure_dir(path: Path) -> Path:
-    os.makedirs(path, exist_ok=True)
-    return path
+class ResumeGuard:
+    """Resumes a paused container if ckpt dies before saying otherwise, even by SIGKILL: a small
+    process in its own session waits on a pipe only ckpt holds; if the pipe closes without the
+    word "keep", it waits for the dump in flight (marked by `marker`) and resumes the container."""
+
+    def __init__(self, runc_cmd: list[str], container_id: str, marker: str) -> None:
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "checkpointer.runtime.resume_guard", marker, container_id, *runc_cmd],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True, close_fds=True, cwd=Path(__file__).resolve().parents[2])
+
+    def keep(self) -> None:
+        """All is well: the caller takes care of the container from here."""
+        self._finish(b"keep\n")
+
+    def fire(self) -> None:
+        """Resume the container now (and wait until that is done)."""
+        self._finish(b"")
+
+    def _finish(self, verdict: bytes) -> None:
+        assert self._proc.stdin is not None
+        if not self._proc.stdin.closed:
+            try:
+                self._proc.stdin.write(verdict)
+                self._proc.stdin.close()
+            except BrokenPipeError:
+                pass
+        self._proc.wait()
