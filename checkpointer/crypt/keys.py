@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwcrypto import jwk
@@ -78,7 +79,7 @@ def load_public_key(path: str | os.PathLike[str]) -> PublicKey:
                            hint=f"openssl pkey -in {name} -pubout -out {name}.pub")
     try:
         key = serialization.load_pem_public_key(data)
-    except ValueError:
+    except (ValueError, UnsupportedAlgorithm):
         raise KeyFileError(f"{name} is not a PEM public key",
                            hint="make one with: openssl pkey -in key.pem -pubout -out key.pub") from None
     if not isinstance(key, (rsa.RSAPublicKey, ec.EllipticCurvePublicKey)):
@@ -101,7 +102,7 @@ def load_private_key(path: str | os.PathLike[str], passphrase: str | bytes | Non
         if not password:  # encrypted, and no passphrase given
             raise KeyFileError(f"{name} is encrypted with a passphrase", hint="give its passphrase") from None
         key = serialization.load_pem_private_key(data, password=None)  # a passphrase it does not need
-    except ValueError:
+    except (ValueError, UnsupportedAlgorithm):
         if b"ENCRYPTED" in data and password:
             raise KeyFileError(f"{name}: wrong passphrase") from None
         raise KeyFileError(f"{name} is not a PEM private key", hint=_SUPPORTED) from None

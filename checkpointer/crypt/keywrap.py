@@ -51,12 +51,18 @@ def unwrap(annotation: str, keys: Sequence[Unwrapper], what: str) -> bytes | Non
         for key in keys:
             try:
                 token.decrypt(key.jwk)
-            except JWException:
+            except (JWException, ValueError, TypeError, KeyError):  # hostile headers can raise the others
                 continue
             payload = token.payload
             if isinstance(payload, bytes):
                 return payload
     return None
+
+
+def overhead(recipients: Sequence[PublicKey]) -> int:
+    """About how many bytes of annotations encrypting one layer to `recipients` adds."""
+    sample = json.dumps({"symkey": "A" * 44, "digest": "sha256:" + "0" * 64, "cipheroptions": {"nonce": "A" * 24}})
+    return len(wrap(sample.encode(), recipients)) + len(spec.KEYS_JWE) + len(spec.PUBOPTS) + 200
 
 
 def algorithms(annotation: str) -> list[str]:

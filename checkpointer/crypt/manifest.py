@@ -20,7 +20,7 @@ from ..oci import annotations as ann
 from ..oci import mediatypes as mt
 from ..oci.layout import Layout
 from ..oci.model import MAX_MANIFEST_BYTES, Descriptor, Manifest
-from . import spec
+from . import keywrap, spec
 from .errors import AlreadyEncrypted
 from .keys import PrivateKey, PublicKey
 from .keywrap import Unwrapper
@@ -49,6 +49,7 @@ def encrypt_manifest(layout: Layout, manifest_desc: Descriptor, recipients: Sequ
         if pick and spec.is_encrypted_media_type(layer.media_type):
             raise AlreadyEncrypted(f"{describe(layer)} is encrypted already",
                                    hint="decrypt the checkpoint first to encrypt it to other recipients")
+    _check_size(len(manifest.to_bytes()) + sum(picked) * keywrap.overhead(recipients))  # before the work
     # A failure part way leaves only ciphertext blobs that nothing references: gc() takes them.
     layers = [encrypt_layer(layout, layer, recipients) if pick else layer
               for layer, pick in zip(manifest.layers, picked)]
@@ -95,8 +96,12 @@ def _picked(layer: Descriptor, chosen: frozenset[str] | None) -> bool:
 def _with_layers(manifest: Manifest, layers: list[Descriptor]) -> Manifest:
     new = Manifest(manifest.config, tuple(layers), manifest.annotations, manifest.artifact_type,
                    manifest.subject, manifest.media_type)
-    size = len(new.to_bytes())
-    if size > MAX_MANIFEST_BYTES:
-        raise UsageError(f"the encrypted manifest would be {size} bytes, more than the {MAX_MANIFEST_BYTES} "
-                         "registries accept", hint="encrypt to fewer recipients")
+    _check_size(len(new.to_bytes()))
     return new
+
+
+def _check_size(size: int) -> None:
+    if size > MAX_MANIFEST_BYTES:
+        raise UsageError(f"the encrypted manifest would be about {size} bytes, more than the "
+                         f"{MAX_MANIFEST_BYTES} registries accept",
+                         hint="encrypt to fewer recipients, or save with fewer, larger pages chunks")

@@ -132,3 +132,16 @@ def test_several_jwes_in_one_annotation(store: Layout, checkpoint, keys: KeySet,
     fresh = isolate(store, both, tmp_path / "fresh")
     for key in (keys.rsa_key, keys.other_key):
         assert decrypt_manifest(fresh, both, [load_private_key(key)]).digest == desc.digest
+
+
+def test_too_many_layers_refused_before_any_work(store: Layout, keys: KeySet) -> None:
+    """Wrapped keys take ~1.3 KB a layer: 4,000 layers would pass the registries' 4 MiB limit."""
+    config = store.put_bytes(b"{}", "application/vnd.ckpt.checkpoint.config.v1+json")
+    layers = tuple(store.put_bytes(b"chunk %d" % i, "application/vnd.ckpt.pages.chunk.v1+zstd",
+                                   {ann.LAYER_ROLE: roles.PAGES}) for i in range(4000))
+    desc = store.put_manifest(Manifest(config, layers))
+    before = blob_names(store)
+    with pytest.raises(UsageError, match="registries accept") as err:
+        encrypt_manifest(store, desc, [load_public_key(keys.rsa_pub)])
+    assert "fewer" in (err.value.hint or "")
+    assert blob_names(store) == before
