@@ -68,5 +68,5 @@ class CheckpointConfig:
             )
         except CorruptData:
             raise
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             raise CorruptData(f"checkpoint config is malformed: {exc!r}") from None

@@ -33,6 +33,7 @@ MIN_CHUNK = 1 << 20  # small regions are merged up to this size: fewer, fuller b
 MAX_CHUNKS = 8192  # about 2 MiB of manifest
 ZSTD_LEVEL = 1  # fastest end to end on CRIU pages: ratio within a few % of level 3
 MAX_FILE_BYTES = 1 << 42
+MAX_CHUNK_BYTES = 256 << 20  # a chunk is decompressed in memory: refuse to be told it is larger
 _NAME = re.compile(r"^pages-[0-9]+\.img$")
 
 
@@ -152,7 +153,7 @@ def _placement(desc: Descriptor) -> _Chunk:
                        int(desc.annotations[LENGTH_KEY]))
     except (KeyError, ValueError):
         raise CorruptData(f"pages chunk {desc.digest} lacks its file, offset or length annotation") from None
-    if not _NAME.match(chunk.name) or chunk.offset < 0 or chunk.length < 0 \
+    if not _NAME.match(chunk.name) or chunk.offset < 0 or not 0 <= chunk.length <= MAX_CHUNK_BYTES \
             or chunk.offset + chunk.length > MAX_FILE_BYTES:
         raise CorruptData(f"pages chunk {desc.digest} has an invalid placement {chunk}")
     return chunk

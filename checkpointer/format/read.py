@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import gzip
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -82,6 +83,9 @@ def unpack_layer(layout: Layout, desc: Descriptor, dest: Path, policy: tarball.U
     if desc.media_type == pages_format.MEDIA_TYPE:
         pages_format.unpack_pages(layout, [desc], dest, complete=False)
         return
+    # A decompression bomb fails fast with a clear error instead of filling the disk.
+    st = os.statvfs(dest)
+    policy = replace(policy, max_bytes=min(policy.max_bytes, st.f_bavail * st.f_frsize))
     with layout.open_blob(desc) as verified:
         try:
             tarball.unpack(_decompressed(desc.media_type, verified), dest, policy)  # type: ignore[arg-type]

@@ -222,7 +222,7 @@ def _prepare_bundle(layout, checkpoint: Checkpoint, bundle: Path, on_progress: O
     try:
         spec = json.loads(layout.read_blob(spec_layer))
         spec["root"] = {**spec.get("root", {}), "path": "rootfs"}
-    except (ValueError, TypeError, AttributeError) as exc:
+    except (ValueError, TypeError, AttributeError, RecursionError) as exc:
         raise CorruptData(f"the runtime spec in the checkpoint is malformed: {exc}") from None
     (bundle / "rootfs").mkdir(parents=True)
     on_progress(Update("unpack rootfs", 0, rootfs_layer.size))
