@@ -29,8 +29,8 @@ class PrivateOptions:
     digest: str  # of the plaintext layer
 
     def to_bytes(self) -> bytes:
-        return json.dumps({"symkey": _b64(self.symkey), "digest": self.digest,
-                           "cipheroptions": {"nonce": _b64(self.nonce)}}).encode()
+        return _compact({"symkey": _b64(self.symkey), "digest": self.digest,
+                         "cipheroptions": {"nonce": _b64(self.nonce)}})
 
     @classmethod
     def from_bytes(cls, data: bytes, what: str) -> "PrivateOptions":
@@ -58,7 +58,7 @@ class PublicOptions:
 
     def to_annotation(self) -> str:
         doc = {"cipher": self.cipher, "hmac": _b64(self.hmac), "cipheroptions": {}}
-        return _b64(json.dumps(doc).encode())
+        return _b64(_compact(doc))
 
     @classmethod
     def from_annotation(cls, value: str | None, what: str) -> "PublicOptions":
@@ -72,6 +72,11 @@ class PublicOptions:
             raise UnsupportedEncryption(f"{what} is encrypted with the cipher {str(cipher)[:80]!r}",
                                         hint=f"ckpt only implements {spec.CIPHER}")
         return cls(cipher, _bytes(obj.get("hmac"), f"{what}: hmac", spec.HMAC_BYTES))
+
+
+def _compact(doc: dict[str, Any]) -> bytes:
+    """JSON as Go's encoding/json writes it: no spaces, fields in declaration order."""
+    return json.dumps(doc, separators=(",", ":")).encode()
 
 
 def _b64(data: bytes) -> str:

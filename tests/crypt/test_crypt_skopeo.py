@@ -53,13 +53,16 @@ def test_skopeo_decrypts_what_ckpt_encrypts(tmp_path: Path, keys: KeySet, key: s
         assert b.read_blob(layer) == plain[layer.digest]
 
 
-def test_skopeo_decrypts_partly_encrypted(tmp_path: Path, keys: KeySet) -> None:
+@pytest.mark.parametrize("pub, key", [("rsa_pub", "rsa_key"), ("ec_pub", "ec_key")])
+def test_skopeo_decrypts_one_recipient_partly_encrypted(tmp_path: Path, keys: KeySet, pub: str, key: str) -> None:
+    """One recipient: the JWE is in flattened JSON serialization; only the pages are encrypted."""
     store = Layout(tmp_path / "store", create=True)
     desc, _ = make_checkpoint(store)
-    enc_desc = encrypt_manifest(store, desc, [load_public_key(keys.rsa_pub)], roles=["pages"])
+    enc_desc = encrypt_manifest(store, desc, [load_public_key(getattr(keys, pub))], roles=["pages"])
     a = isolate(store, enc_desc, tmp_path / "A")
     a.tag(TAG, enc_desc)
-    skopeo("copy", "--decryption-key", str(keys.rsa_key), f"oci:{a.root}:{TAG}", f"oci:{tmp_path / 'B'}:{TAG}")
+    skopeo("copy", "--decryption-key", str(getattr(keys, key)),
+           f"oci:{a.root}:{TAG}", f"oci:{tmp_path / 'B'}:{TAG}")
     b = Layout(tmp_path / "B")
     same_layers(b.read_manifest(b.resolve(TAG)), store.read_manifest(desc))
 
