@@ -13,16 +13,16 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import signal
 import time
 from contextlib import contextmanager
 from dataclasses import replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
 from ..errors import CkptError
-from . import capture, container, destination, keys, logs, procfs
+from . import capture, container, destination, keys, logs, procfs, quick
 from .detach import python_argv, spawn_detached
 from .job import FAILED, SPOOLED, Job, now
 from .settings import HookSettings
@@ -54,11 +54,11 @@ def main(argv: list[str] | None = None) -> int:  # noqa: ARG001 - CRIU passes no
 
 def post_dump(settings: HookSettings, spool: Spool, log: logging.Logger, started: float) -> None:
     image_dir = os.environ.get("CRTOOLS_IMAGE_DIR", "")
-    criu = procfs.criu_pid(image_dir)
+    criu = quick.criu_pid()
     call = procfs.find_runc_checkpoint(os.getpid())
     if call is None:
         return  # CRIU was not run by `runc checkpoint`: not a container ckpt knows about
-    job_id = f"{procfs.started_at(criu):%Y%m%dT%H%M%S}-{_short(call.container_id)}-{criu}"
+    job_id = quick.job_id(criu, call.container_id)
     if spool.job_dir(job_id).exists():
         return  # the second call of the same post-dump: CRIU 4.1 under runc runs each script twice
     _, annotations, bundle = container.annotations_of(call)
@@ -75,7 +75,8 @@ def post_dump(settings: HookSettings, spool: Spool, log: logging.Logger, started
     job = Job(id=job_id, state=SPOOLED, destination=template, container_id=call.container_id, created=now(),
               criu_options=call.options, runc_binary=call.binary, image_dir=call.image_path or image_dir)
     try:
-        dest = destination.expand(template, container_id=call.container_id, when=procfs.started_at(criu))
+        when = datetime.fromtimestamp(quick.started(criu), timezone.utc)
+        dest = destination.expand(template, container_id=call.container_id, when=when)
         job = replace(job, destination=dest)
         destination.check(dest, settings.allow)
         target = container.describe(call, annotations, bundle)
@@ -126,10 +127,6 @@ def _elapsed_ms(started: float) -> int:
     except (OSError, ValueError, IndexError):
         pass
     return int((time.monotonic() - started) * 1000)
-
-
-def _short(container_id: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "-", container_id)[:24]
 
 
 def _drop(path: Path) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 from ..criu.options import CriuOptions
@@ -43,16 +42,9 @@ def parent_of(pid: int) -> int:
 
 
 def start_time(pid: int) -> int:
-    """The process's start time in clock ticks since boot: with the pid, a unique name for it."""
+    """The process's start time in clock ticks since boot."""
     with open(f"/proc/{pid}/stat") as f:
         return int(f.read().rsplit(")", 1)[1].split()[19])
-
-
-def started_at(pid: int) -> datetime:
-    """When the process started (UTC), to the second."""
-    with open("/proc/stat") as f:
-        boot = next(int(line.split()[1]) for line in f if line.startswith("btime "))
-    return datetime.fromtimestamp(boot + start_time(pid) / os.sysconf("SC_CLK_TCK"), timezone.utc)
 
 
 def age(pid: int) -> float:
@@ -63,14 +55,6 @@ def age(pid: int) -> float:
 def cmdline(pid: int) -> list[str]:
     with open(f"/proc/{pid}/cmdline", "rb") as f:
         return [arg.decode(errors="replace") for arg in f.read().split(b"\0")[:-1]]
-
-
-def criu_pid(image_dir: str | None) -> int:
-    """CRIU's pid: CRTOOLS_IMAGE_DIR is /proc/<criu-pid>/fd/N; else our parent is CRIU."""
-    parts = (image_dir or "").split("/")
-    if len(parts) >= 3 and parts[1] == "proc" and parts[2].isdigit():
-        return int(parts[2])
-    return os.getppid()
 
 
 def find_runc_checkpoint(start: int) -> RuncCall | None:

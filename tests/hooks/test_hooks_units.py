@@ -62,8 +62,6 @@ def test_not_a_runc_checkpoint(argv):
 
 def test_ancestry_of_a_process_without_runc():
     assert procfs.find_runc_checkpoint(os.getpid()) is None
-    assert procfs.criu_pid("/proc/4242/fd/4") == 4242
-    assert procfs.criu_pid("") == os.getppid()
     assert 0 <= procfs.age(os.getpid()) < 3600 * 24
 
 
@@ -275,3 +273,20 @@ def test_oci_hook_program(installed):
     res = subprocess.run([str(hook), "createRuntime"], input=json.dumps(state), capture_output=True, text=True,
                          timeout=30)
     assert (res.returncode, res.stderr) == (0, "")
+
+
+def test_quick_look_reads_runc_command_lines(monkeypatch):
+    from checkpointer.hooks import quick
+
+    monkeypatch.setenv("CRTOOLS_IMAGE_DIR", "/proc/4242/fd/4")
+    assert quick.criu_pid() == 4242
+    monkeypatch.delenv("CRTOOLS_IMAGE_DIR")
+    assert quick.criu_pid() == os.getppid()
+    me = quick.job_id(os.getpid(), "web/1 x")
+    assert me.endswith(f"-web-1-x-{os.getpid()}") and len(me.split("-")[0]) == 15
+    assert abs(quick.started(os.getpid()) - (time.time() - procfs.age(os.getpid()))) < 1
+    assert quick._root([b"--root", b"/r", b"--debug"]) == b"/r"
+    assert quick._root([b"--log", b"/l", b"-root=/s"]) == b"/s"
+    assert quick._root([b"--debug"]) == (b"/run/runc" if os.geteuid() == 0 else None)
+    assert quick.runc_call(os.getpid()) is None  # pytest was not started by `runc checkpoint`
+    assert quick.main() == 0
