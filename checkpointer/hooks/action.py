@@ -1,7 +1,8 @@
 """The CRIU action script's body: on post-dump, spool the checkpoint and start a publisher.
 
 CRIU calls the script at every step (pre-dump, network-lock, post-dump, and the restore steps);
-the shell wrapper (hooks/criu-action.in) lets only post-dump through. At post-dump the images
+the shell wrapper (hooks/criu-action.in) lets only post-dump through, and quick.py runs this
+only for a container annotated dev.ckpt.publish-to (or when it cannot tell). At post-dump the images
 are complete, the container's processes are frozen but alive, runc still knows the container
 and its rootfs is mounted: everything can be taken then, and nothing earlier is needed.
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import time
 from contextlib import contextmanager
@@ -80,7 +82,8 @@ def post_dump(settings: HookSettings, spool: Spool, log: logging.Logger, started
         job = replace(job, destination=dest)
         destination.check(dest, settings.allow)
         target = container.describe(call, annotations, bundle)
-        job = replace(job, container_name=target.name, engine=target.engine, rootfs=str(target.rootfs))
+        job = replace(job, container_name=target.name, engine=target.engine, image=target.image,
+                      rootfs=str(target.rootfs))
         (job_dir / "spec.json").write_bytes(target.spec)
         source = image_dir or call.image_path
         if not source:
@@ -130,8 +133,6 @@ def _elapsed_ms(started: float) -> int:
 
 
 def _drop(path: Path) -> None:
-    import shutil
-
     shutil.rmtree(path, ignore_errors=True)
 
 

@@ -25,6 +25,7 @@ class Target:
     rootfs: Path
     annotations: dict[str, str]
     spec: bytes  # the bundle's config.json as it is
+    image: str = ""  # the image the container runs, when its manager says
 
 
 def annotations_of(call: RuncCall) -> tuple[Runc, dict[str, str], Path]:
@@ -42,8 +43,9 @@ def describe(call: RuncCall, annotations: dict[str, str], bundle: Path) -> Targe
     except (OSError, ValueError) as exc:
         raise RuntimeFailed(f"cannot read the runtime spec of {call.container_id} in {bundle}: {exc}") from None
     name = next((annotations[k] for k in keys.NAME_ANNOTATIONS if annotations.get(k)), call.container_id)
+    image = next((annotations[k] for k in keys.IMAGE_ANNOTATIONS if annotations.get(k)), "")
     return Target(container_id=call.container_id, name=name, engine=engine_of(annotations, call.parent),
-                  bundle=bundle, rootfs=rootfs_of(bundle, parsed), annotations=annotations, spec=spec)
+                  bundle=bundle, rootfs=rootfs_of(bundle, parsed), annotations=annotations, spec=spec, image=image)
 
 
 def engine_of(annotations: dict[str, str], parent: tuple[str, ...]) -> str:

@@ -29,6 +29,7 @@ class Job:
     container_id: str
     container_name: str = ""
     engine: str = "runc"
+    image: str = ""  # the image the container runs, when its manager says (the checkpoint's base)
     created: str = ""  # when the runtime's dump finished (UTC)
     updated: str = ""
     criu_options: CriuOptions = field(default_factory=CriuOptions)

@@ -14,8 +14,9 @@ RESTORE_FROM = "dev.ckpt.restore-from"      # REF: this container should come ba
 RESTORE_POLICY = "dev.ckpt.restore-policy"  # refuse (default) | warn: what the OCI hook does about it
 CRIU_CONFIG = "org.criu.config"             # runc's own key: a CRIU config file for this container
 
-# Annotations other managers set that name the container, best first.
+# Annotations other managers set that name the container, and its image; best first.
 NAME_ANNOTATIONS = (NAME, "io.kubernetes.container.name", "io.kubernetes.cri.container-name")
+IMAGE_ANNOTATIONS = ("io.kubernetes.cri-o.ImageName", "io.kubernetes.cri.image-name")
 
 # -- config keys (the hooks config file, JSON) ------------------------------------------------
 CFG_PYTHON = "dev.ckpt.hooks.python"              # the interpreter the hooks run with

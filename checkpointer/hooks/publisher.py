@@ -101,7 +101,7 @@ def _packed(spool: Spool, job: Job, settings: HookSettings, rootfs_fd: int | Non
         engine=job.engine, runtime="runc", runtime_version=_runc_version(job.runc_binary),
         criu_version=probe.version(), host=host_info(), container_id=job.container_id,
         container_name=job.container_name or job.container_id, created=job.created[:19] + "Z",
-        criu_options=job.criu_options, ckpt_version=__version__)
+        criu_options=job.criu_options, base_name=job.image or None, ckpt_version=__version__)
     with disk_errors("could not pack the checkpoint"):
         desc = write_checkpoint(layout, images=images, rootfs=rootfs, spec=(job_dir / "spec.json").read_bytes(),
                                 config=config)
