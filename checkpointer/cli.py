@@ -66,10 +66,35 @@ Json = Annotated[bool, typer.Option("--json", help="Print the result as JSON (fo
 Insecure = Annotated[bool, typer.Option("--insecure", help="Allow plain HTTP / unverified TLS to this registry.")]
 CaDir = Annotated[Optional[Path], typer.Option("--ca-dir", help="Directory of extra CA certificates (*.crt).")]
 Jobs = Annotated[int, typer.Option("--jobs", "-j", min=1, max=32, help="Blobs transferred in parallel.")]
+EncryptTo = Annotated[Optional[list[Path]], typer.Option(
+    "--encrypt-to", help="Encrypt every layer to this PEM public key (RSA or EC; repeatable; `jwe:PATH` too). "
+                         "Readable by skopeo and containerd's imgcrypt.")]
+DecryptKey = Annotated[Optional[list[Path]], typer.Option(
+    "--decrypt-key", help="PEM private key to decrypt an encrypted checkpoint (repeatable). A passphrase "
+                          "is read from $CKPT_KEY_PASSPHRASE.")]
 
 
 def _registry(insecure: bool, ca_dir: Path | None, jobs: int) -> RegistryOptions:
     return RegistryOptions(insecure=insecure, ca_dir=ca_dir, jobs=jobs)
+
+
+def _public_keys(paths: list[Path] | None) -> list:
+    if not paths:
+        return []
+    from .crypt import load_public_key
+
+    return [load_public_key(str(p)) for p in paths]
+
+
+def _private_keys(paths: list[Path] | None) -> list:
+    if not paths:
+        return []
+    import os
+
+    from .crypt import load_private_key
+
+    passphrase = os.environ.get("CKPT_KEY_PASSPHRASE")
+    return [load_private_key(p, passphrase) for p in paths]
 
 
 Engine = Annotated[Optional[str], typer.Option(
@@ -99,7 +124,7 @@ def save(
     shell_job: Annotated[bool, typer.Option("--shell-job", help="The container runs on an outside terminal.")] = False,
     with_volumes: Annotated[bool, typer.Option("--with-volumes", help="Podman: include the container's "
                                                                        "volumes in the checkpoint.")] = False,
-    compat: Compat = None,
+    compat: Compat = None, encrypt_to: EncryptTo = None,
     runc_root: RuncRoot = None, insecure: Insecure = False, ca_dir: CaDir = None, jobs: Jobs = 4,
     as_json: Json = False,
 ) -> None:
@@ -117,9 +142,10 @@ def save(
         raise CkptUsage("give either a container or --pid, not both")
     options = CriuOptions(leave_running=leave_running, tcp_established=tcp_established, file_locks=file_locks,
                           ext_unix_sk=ext_unix_sk, shell_job=shell_job)
+    recipients = _public_keys(encrypt_to)  # a bad key fails before anything is frozen
     with ui.progress(not as_json) as on_progress:
         result = do_save(container, dest, pid=pid, engine=engine, runc_root=runc_root, options=options,
-                         with_volumes=with_volumes, compat=compat, home=_home(),
+                         with_volumes=with_volumes, compat=compat, encrypt_to=recipients, home=_home(),
                          registry=_registry(insecure, ca_dir, jobs), on_progress=on_progress)
     if as_json:
         ui.print_json(asdict(result))
@@ -137,7 +163,7 @@ def restore(
     force: Annotated[bool, typer.Option("--force", help="Restore even if the host looks incompatible.")] = False,
     if_running: Annotated[bool, typer.Option(
         "--if-running-ok", help="Succeed without doing anything if a container of that name is running.")] = False,
-    engine: Engine = None,
+    engine: Engine = None, decrypt_key: DecryptKey = None,
     runc_root: RuncRoot = None, insecure: Insecure = False, ca_dir: CaDir = None, jobs: Jobs = 4,
     as_json: Json = False,
 ) -> None:
@@ -147,7 +173,8 @@ def restore(
 
     with ui.progress(not as_json) as on_progress:
         result = do_restore(ref, name=name, engine=engine, runc_root=runc_root, home=_home(), force=force,
-                            if_running=if_running, registry=_registry(insecure, ca_dir, jobs),
+                            if_running=if_running, decrypt_keys=_private_keys(decrypt_key),
+                            registry=_registry(insecure, ca_dir, jobs),
                             on_progress=on_progress)
     if as_json:
         ui.print_json(asdict(result))
@@ -160,12 +187,14 @@ def restore(
 @app.command()
 def inspect(
     ref: Annotated[str, typer.Argument(help="The checkpoint to look into (REF).")],
-    insecure: Insecure = False, ca_dir: CaDir = None, as_json: Json = False,
+    decrypt_key: DecryptKey = None, insecure: Insecure = False, ca_dir: CaDir = None, as_json: Json = False,
 ) -> None:
-    """Show what a checkpoint holds: container, engine, CRIU, host, processes, memory, layers."""
+    """Show what a checkpoint holds: container, engine, CRIU, host, processes, memory, layers.
+    Of an encrypted checkpoint without --decrypt-key: all but the processes."""
     from .porcelain.inspect import inspect as do_inspect
 
-    view = do_inspect(ref, home=_home(), registry=_registry(insecure, ca_dir, 4))
+    view = do_inspect(ref, home=_home(), registry=_registry(insecure, ca_dir, 4),
+                      decrypt_keys=_private_keys(decrypt_key))
     if as_json:
         ui.print_json(view.to_json())
         return

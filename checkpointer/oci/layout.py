@@ -320,6 +320,17 @@ class Layout:
             out.append(path)
         return out
 
+    def discard(self, digests: set[str]) -> int:
+        """Remove those of `digests` that no tag reaches (plaintext left by an encryption, say)."""
+        freed = 0
+        with self.locked():
+            for digest in digests - self.reachable():
+                path = self.blob_path(digest)
+                if path.exists():
+                    freed += path.stat().st_size
+                    path.unlink()
+        return freed
+
     def garbage_bytes(self) -> int:
         """Bytes gc() would free now."""
         with self.locked():

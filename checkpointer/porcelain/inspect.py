@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Sequence
 
 from ..criu import images as criu_images
 from ..format import roles
@@ -50,17 +51,21 @@ class InspectView:
         }
 
 
-def inspect(ref: str, *, home: Home | None = None, registry: RegistryOptions = RegistryOptions()) -> InspectView:
-    """What the checkpoint `ref` holds; another engine's checkpoint is read through its conversion."""
+def inspect(ref: str, *, home: Home | None = None, registry: RegistryOptions = RegistryOptions(),
+            decrypt_keys: Sequence[Any] = ()) -> InspectView:
+    """What the checkpoint `ref` holds; another engine's checkpoint is read through its conversion.
+    An encrypted one shows its config and layers, and its processes only with `decrypt_keys`."""
     home = home or Home()
-    with open_source(parse(ref), home, registry=registry) as source:
+    with open_source(parse(ref), home, registry=registry, decrypt_keys=decrypt_keys,
+                     need_plaintext=False) as source:
         return _view(ref, source.layout, source.checkpoint, source.origin, home)
 
 
 def _view(ref: str, layout: Layout, checkpoint: Checkpoint, origin: str, home: Home) -> InspectView:
     processes: tuple[criu_images.Process, ...] = ()
     pages = checkpoint.layers(roles.PAGES)
-    if criu_layers := checkpoint.layers(roles.CRIU):
+    criu_layers = checkpoint.layers(roles.CRIU)
+    if criu_layers and not any(layer.media_type.endswith("+encrypted") for layer in criu_layers):
         with home.workdir("inspect-") as work:
             # Command lines live in memory pages; unpack those only when they are small.
             small_pages = pages if sum(layer.size for layer in pages) <= 64 << 20 else []

@@ -9,7 +9,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Sequence, Mapping
 
 from ..errors import NotFound, UsageError
 from ..format.read import Checkpoint, is_checkpoint, open_checkpoint
@@ -79,9 +79,12 @@ class Source:
 
 @contextmanager
 def open_source(ref: Ref, home: Home, *, registry: RegistryOptions = RegistryOptions(),
-                on_progress: OnProgress = noop) -> Iterator[Source]:
+                on_progress: OnProgress = noop, decrypt_keys: Sequence[Any] = (),
+                need_plaintext: bool = True) -> Iterator[Source]:
     """Open `ref` as a ckpt checkpoint. Another engine's checkpoint (an image or an archive) is
-    converted into a scratch layout that lives as long as the context."""
+    converted into a scratch layout that lives as long as the context. An encrypted one is
+    decrypted with `decrypt_keys` (the plaintext manifest is left untagged, so gc takes it);
+    without keys it is refused, unless `need_plaintext` is false (inspect shows its config)."""
     if isinstance(ref, ArchiveRef):
         from ..compat.read import archive_to_ckpt
 
@@ -91,6 +94,8 @@ def open_source(ref: Ref, home: Home, *, registry: RegistryOptions = RegistryOpt
             yield Source(layout, desc, open_checkpoint(layout, desc), origin)
         return
     layout, desc = resolve_source(ref, home, registry=registry, on_progress=on_progress)
+    if desc.media_type not in mt.INDEX_TYPES:
+        desc = _decrypted(layout, desc, decrypt_keys, need_plaintext)
     if desc.media_type not in mt.INDEX_TYPES and is_checkpoint(layout.read_manifest(desc)):
         yield Source(layout, desc, open_checkpoint(layout, desc), "ckpt")
         return
@@ -104,6 +109,19 @@ def open_source(ref: Ref, home: Home, *, registry: RegistryOptions = RegistryOpt
         new, origin = image_to_ckpt(layout, desc, out, work / "archive", index_annotations=index_annotations,
                                     on_progress=on_progress)
         yield Source(out, new, open_checkpoint(out, new), origin)
+
+
+def _decrypted(layout: Layout, desc: Descriptor, keys: Sequence[Any], need_plaintext: bool) -> Descriptor:
+    manifest = layout.read_manifest(desc)
+    if not any(layer.media_type.endswith("+encrypted") for layer in manifest.layers):
+        return desc
+    from ..crypt import KeyRequired, decrypt_manifest
+
+    if keys:
+        return decrypt_manifest(layout, desc, keys)
+    if need_plaintext:
+        raise KeyRequired("this checkpoint is encrypted", hint="give the private key with --decrypt-key KEY.pem")
+    return desc
 
 
 def _index_annotations(ref: RegistryRef, opts: RegistryOptions) -> Mapping[str, str]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any, Sequence
 
 from .. import __version__
 from ..compat import archive
@@ -27,7 +28,8 @@ from .save import SaveResult, destinations, publish_all, result, store_name_for
 
 
 def save_podman(name: str, dest: str | None, *, options: CriuOptions, with_volumes: bool = False,
-                compat: str | None = None, home: Home, registry: RegistryOptions = RegistryOptions(),
+                compat: str | None = None, encrypt_to: Sequence[Any] = (), home: Home,
+                registry: RegistryOptions = RegistryOptions(),
                 on_progress: OnProgress = noop) -> SaveResult:
     podman = Podman()
     ctr = podman.container(name)
@@ -53,7 +55,8 @@ def save_podman(name: str, dest: str | None, *, options: CriuOptions, with_volum
                 archive.unpack(export, root)
                 desc = write_ckpt(store, root, config, on_progress=on_progress)
                 shutil.rmtree(root)
-            desc = publish_all(store, desc, dests, compat, registry=registry, on_progress=on_progress)
+            desc = publish_all(store, desc, dests, compat, registry=registry, on_progress=on_progress,
+                               encrypt_to=encrypt_to)
         except BaseException as exc:
             if not options.leave_running:
                 _put_back(podman, ctr, export, options, home)

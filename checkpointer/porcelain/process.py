@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any, Sequence
 
 from .. import __version__
 from ..criu import probe, rpc
@@ -32,7 +33,8 @@ def comm_of(pid: int) -> str:
         return ""
 
 
-def save_process(pid: int, dest: str | None, *, options: CriuOptions, compat: str | None = None, home: Home,
+def save_process(pid: int, dest: str | None, *, options: CriuOptions, compat: str | None = None,
+                 encrypt_to: Sequence[Any] = (), home: Home,
                  registry: RegistryOptions = RegistryOptions(), on_progress: OnProgress = noop) -> SaveResult:
     name = comm_of(pid) or f"pid-{pid}"
     now = datetime.now(timezone.utc)
@@ -56,7 +58,8 @@ def save_process(pid: int, dest: str | None, *, options: CriuOptions, compat: st
             with disk_errors("could not store the checkpoint"):
                 desc = write_checkpoint(store, images=images, rootfs=None, spec=None, config=config,
                                         on_progress=on_progress)
-            desc = publish_all(store, desc, dests, compat, registry=registry, on_progress=on_progress)
+            desc = publish_all(store, desc, dests, compat, registry=registry, on_progress=on_progress,
+                               encrypt_to=encrypt_to)
         except BaseException as exc:
             if not options.leave_running:
                 _put_back(images, work, options, name, home)

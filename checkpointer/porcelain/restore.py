@@ -12,6 +12,7 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Sequence
 
 from ..criu import probe
 from ..errors import AlreadyExists, CorruptData, IncompatibleHost, Interrupted, UsageError
@@ -115,12 +116,15 @@ def _why_not_runc(checkpoint: Checkpoint, spec: dict) -> str | None:
 
 def restore(ref: str, *, name: str | None = None, engine: str | None = None, runc_root: Path | None = None,
             home: Home | None = None, force: bool = False, if_running: bool = False,
-            registry: RegistryOptions = RegistryOptions(), on_progress: OnProgress = noop) -> RestoreResult:
-    """Restore the checkpoint `ref` into `engine` (default: the engine that made it)."""
+            decrypt_keys: Sequence[Any] = (), registry: RegistryOptions = RegistryOptions(),
+            on_progress: OnProgress = noop) -> RestoreResult:
+    """Restore the checkpoint `ref` into `engine` (default: the engine that made it); an encrypted
+    one is decrypted with `decrypt_keys` while it is read."""
     home = home or Home()
     if engine is not None and engine not in ENGINES:
         raise UsageError(f"unknown engine {engine!r}", hint=f"one of: {', '.join(ENGINES)}")
-    with open_source(parse(ref), home, registry=registry, on_progress=on_progress) as source:
+    with open_source(parse(ref), home, registry=registry, on_progress=on_progress,
+                     decrypt_keys=decrypt_keys) as source:
         checkpoint, layout = source.checkpoint, source.layout
         target = engine or default_engine(checkpoint)
         problem = why_not_restorable(layout, checkpoint, target)

@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any, Sequence
 
 from .. import __version__
 from ..criu import probe
@@ -53,10 +54,14 @@ ENGINES = ("runc", "podman", "process")
 
 def save(container_id: str | None, dest: str | None = None, *, pid: int | None = None, engine: str | None = None,
          runc_root: Path | None = None, options: CriuOptions = CriuOptions(), with_volumes: bool = False,
-         compat: str | None = None, home: Home | None = None, registry: RegistryOptions = RegistryOptions(),
-         on_progress: OnProgress = noop) -> SaveResult:
-    """Checkpoint a container (runc or Podman, found by name or id) or, with `pid`, a bare process tree."""
+         compat: str | None = None, encrypt_to: Sequence[Any] = (), home: Home | None = None,
+         registry: RegistryOptions = RegistryOptions(), on_progress: OnProgress = noop) -> SaveResult:
+    """Checkpoint a container (runc or Podman, found by name or id) or, with `pid`, a bare process tree.
+    With `encrypt_to` (public keys) every layer is encrypted before it leaves the host."""
     home = home or Home()
+    if encrypt_to and compat not in (None, "ckpt"):
+        raise UsageError("--encrypt-to cannot be combined with --compat",
+                         hint="encrypt the ckpt-format checkpoint, or convert it first and encrypt with skopeo")
     if compat not in (None, "ckpt"):
         from ..compat.writers import check_compat
 
@@ -66,8 +71,8 @@ def save(container_id: str | None, dest: str | None = None, *, pid: int | None =
             raise UsageError("--engine process needs --pid PID")
         from .process import save_process
 
-        return save_process(pid, dest, options=options, compat=compat, home=home, registry=registry,
-                            on_progress=on_progress)
+        return save_process(pid, dest, options=options, compat=compat, encrypt_to=encrypt_to, home=home,
+                            registry=registry, on_progress=on_progress)
     if not container_id:
         raise UsageError("name a container to checkpoint, or give --pid PID for a bare process tree")
     engine = engine or detect_engine(container_id, runc_root)
@@ -75,11 +80,11 @@ def save(container_id: str | None, dest: str | None = None, *, pid: int | None =
         from .podman import save_podman
 
         return save_podman(container_id, dest, options=options, with_volumes=with_volumes, compat=compat,
-                           home=home, registry=registry, on_progress=on_progress)
+                           encrypt_to=encrypt_to, home=home, registry=registry, on_progress=on_progress)
     if engine != "runc":
         raise UsageError(f"unknown engine {engine!r}", hint=f"one of: {', '.join(ENGINES)}")
-    return _save_runc(container_id, dest, runc_root=runc_root, options=options, compat=compat, home=home,
-                      registry=registry, on_progress=on_progress)
+    return _save_runc(container_id, dest, runc_root=runc_root, options=options, compat=compat,
+                      encrypt_to=encrypt_to, home=home, registry=registry, on_progress=on_progress)
 
 
 def detect_engine(container: str, runc_root: Path | None) -> str:
@@ -108,8 +113,21 @@ def destinations(name: str, dest: str | None, now: datetime) -> list[Ref]:
 
 
 def publish_all(store: Layout, desc: Descriptor, dests: list[Ref], compat: str | None, *,
-                registry: RegistryOptions, on_progress: OnProgress) -> Descriptor:
-    """Convert to the `compat` shape if asked, then tag or push the checkpoint at every destination."""
+                registry: RegistryOptions, on_progress: OnProgress, encrypt_to: Sequence[Any] = ()) -> Descriptor:
+    """Convert to the `compat` shape or encrypt if asked, then tag or push the checkpoint at every
+    destination. Encrypted, the plaintext blobs are dropped from the store afterwards."""
+    if encrypt_to:
+        from ..crypt import encrypt_manifest
+
+        plaintext = {b.digest for b in store.read_manifest(desc).layers} | {desc.digest}
+        with disk_errors("could not encrypt the checkpoint"):
+            desc = encrypt_manifest(store, desc, encrypt_to)
+        try:
+            for target in dests:
+                publish(store, desc, target, registry=registry, on_progress=on_progress)
+        finally:
+            store.discard(plaintext)  # memory in clear stays on this disk no longer than needed
+        return desc
     if compat not in (None, "ckpt"):
         from ..compat.writers import write_compat
         from ..format.read import open_checkpoint
@@ -129,7 +147,8 @@ def result(store: Layout, container: str, dests: list[Ref], desc: Descriptor, le
 
 
 def _save_runc(container_id: str, dest: str | None, *, runc_root: Path | None, options: CriuOptions,
-               compat: str | None, home: Home, registry: RegistryOptions, on_progress: OnProgress) -> SaveResult:
+               compat: str | None, encrypt_to: Sequence[Any], home: Home, registry: RegistryOptions,
+               on_progress: OnProgress) -> SaveResult:
     runc = Runc(root=runc_root)
     state = runc.state(container_id)
     if state.status not in ("running", "paused"):
@@ -168,12 +187,13 @@ def _save_runc(container_id: str, dest: str | None, *, runc_root: Path | None, o
             raise
         try:
             with disk_errors("could not store the checkpoint"), \
-                    early_upload(dests if compat in (None, "ckpt") else [], store, registry=registry,
-                                 on_progress=on_progress) as on_blob:
+                    early_upload(dests if compat in (None, "ckpt") and not encrypt_to else [], store,
+                                 registry=registry, on_progress=on_progress) as on_blob:
                 desc = write_checkpoint(store, images=images, rootfs=rootfs,
                                         spec=(state.bundle / "config.json").read_bytes(), config=config,
                                         on_progress=on_progress, on_blob=on_blob)
-            desc = publish_all(store, desc, dests, compat, registry=registry, on_progress=on_progress)
+            desc = publish_all(store, desc, dests, compat, registry=registry, on_progress=on_progress,
+                               encrypt_to=encrypt_to)
         except BaseException as exc:
             if guard:
                 guard.fire()
