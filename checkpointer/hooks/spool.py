@@ -86,7 +86,10 @@ class Spool:
     def lock(self, job_id: str) -> Iterator[bool]:
         """Hold the job's lock while the block runs; yields False (and holds nothing) if another
         process holds it."""
-        fd = os.open(self.job_dir(job_id) / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        path = self.job_dir(job_id)
+        if not path.is_dir():
+            raise NotFound(f"no hook job {job_id!r} in {self.root}", hint="`ckpt hooks status` lists the jobs")
+        fd = os.open(path / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -104,7 +107,7 @@ class Spool:
         try:
             with self.lock(job_id) as mine:
                 return not mine
-        except OSError:
+        except (OSError, NotFound):
             return False
 
     def remove(self, job_id: str) -> None:

@@ -121,6 +121,10 @@ def test_spool_claims_once_and_locks(tmp_path):
     with pytest.raises(NotFound):
         spool.load("nope")
     with pytest.raises(NotFound):
+        with spool.lock("nope"):
+            pass
+    assert not spool.busy("nope")
+    with pytest.raises(NotFound):
         spool.job_dir("../escape")
 
 
@@ -221,6 +225,8 @@ def test_install_status_uninstall_in_a_private_prefix(tmp_path):
     assert "not installed" in hooks_cli("status", "--prefix", str(prefix)).stdout
     res = hooks_cli("uninstall", "--prefix", str(prefix), check=False)
     assert res.returncode == UsageError.exit_code and "no hooks are installed" in res.stderr
+    res = hooks_cli("retry", "no-such-job", "--prefix", str(prefix), check=False)
+    assert res.returncode == 1 and "no hook job 'no-such-job'" in res.stdout
 
 
 def test_install_refuses_an_interpreter_that_cannot_run_the_hooks(tmp_path):
