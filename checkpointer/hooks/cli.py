@@ -143,6 +143,8 @@ def status(prefix: Prefix = None, config_dir: ConfigDir = None, as_json: Json = 
             ui.out.print(f"  {mark}  {ui.escape(inst.runc_conf)}")
     if not view.jobs:
         ui.out.print("no jobs")
+    else:
+        ui.out.print(f"{len(view.jobs)} jobs: " + ", ".join(f"{n} {state}" for state, n in view.summary().items()))
     for job in view.jobs:
         colour = {"published": "green", "failed": "red", "stalled": "yellow"}.get(job.state, "cyan")
         ui.out.print(f"[{colour}]{job.state:<10}[/] {job.id}  {ui.escape(job.container)} -> "

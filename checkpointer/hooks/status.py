@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .install import has_block
-from .job import ACTIVE, Job
+from .job import ACTIVE, FAILED, PUBLISHED, Job
 from .settings import HookSettings
 from .spool import Spool
 
@@ -53,9 +53,15 @@ class StatusView:
     def count(self, state: str) -> int:
         return sum(1 for j in self.jobs if j.state == state)
 
+    def summary(self) -> dict[str, int]:
+        """Jobs by outcome: pending (spooled, packing, publishing), stalled, failed, published."""
+        out = {"pending": sum(1 for j in self.jobs if j.state in ACTIVE)}
+        for state in (STALLED, FAILED, PUBLISHED):
+            out[state] = self.count(state)
+        return out
+
     def to_json(self) -> dict:
-        return {"install": asdict(self.install), "jobs": [asdict(j) for j in self.jobs],
-                "counts": {s: self.count(s) for s in sorted({j.state for j in self.jobs})}}
+        return {"install": asdict(self.install), "jobs": [asdict(j) for j in self.jobs], "summary": self.summary()}
 
 
 def status(config: Path) -> StatusView:

@@ -110,7 +110,8 @@ def test_registry_down_the_checkpoint_still_succeeds_and_the_failure_shows(bundl
     assert job["state"] == "failed" and job["hook_ms"] < HOOK_BUDGET_MS
     assert "127.0.0.1" in job["error"] and f"ckpt hooks retry {job['id']}" in job["hint"]
     text = hooks_cli("status", "--prefix", str(installed.prefix)).stdout
-    assert "failed" in text and job["id"] in text
+    assert "failed" in text and job["id"] in text and "1 jobs: 0 pending, 0 stalled, 1 failed, 0 published" in text
+    assert installed.status()["summary"] == {"pending": 0, "stalled": 0, "failed": 1, "published": 0}
     assert "failed" in (installed.spool / "hooks.log").read_text()
     assert (installed.spool / "jobs" / job["id"] / "layout").is_dir()  # packed and kept for a retry
 
