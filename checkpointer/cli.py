@@ -56,8 +56,12 @@ def main_options(
                                                  help="Where the local store lives.")] = None,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version.")] = False,
+    timings: Annotated[bool, typer.Option("--timings", envvar="CKPT_TIMINGS",
+                                          help="Print how long each step took, on stderr.")] = False,
 ) -> None:
     State.debug = debug
+    if timings:
+        ui.show_timings()
     State.home = Home(home) if home else None
 
 

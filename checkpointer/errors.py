@@ -105,6 +105,12 @@ class StorageError(CkptError):
     exit_code = 13
 
 
+class Busy(CkptError):
+    """Another ckpt is saving or restoring the same container right now."""
+
+    exit_code = 14
+
+
 class Interrupted(CkptError):
     """The user interrupted the operation; everything it had started was rolled back."""
 
@@ -113,4 +119,4 @@ class Interrupted(CkptError):
 
 EXIT_CODES: dict[str, int] = {cls.__name__: cls.exit_code for cls in (
     CkptError, UsageError, NotFound, AlreadyExists, RuntimeFailed, CriuFailed, IncompatibleHost,
-    CorruptData, RegistryError, AuthError, Unreachable, MissingDependency, StorageError, Interrupted)}
+    CorruptData, RegistryError, AuthError, Unreachable, MissingDependency, StorageError, Busy, Interrupted)}

@@ -24,6 +24,17 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
+def show_timings() -> None:
+    """Send the "ckpt.timing" log (checkpointer/timing.py) to stderr."""
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("timing: %(message)s"))
+    logger = logging.getLogger("ckpt.timing")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
 def show_error(exc: CkptError, *, debug: bool = False) -> None:
     if debug:
         err.print(escape("".join(traceback.format_exception(exc))), style="dim")

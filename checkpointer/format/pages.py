@@ -62,7 +62,13 @@ def _regions(images: Path) -> dict[str, list[tuple[int, int]]]:
     out: dict[str, list[tuple[int, int]]] = {}
     for pagemap in sorted(images.glob("pagemap-*.img")):
         header, regions = present_regions(load(pagemap))
-        out[f"pages-{header}.img"] = [(vaddr, pages * PAGE_SIZE) for vaddr, pages in regions]
+        merged: list[tuple[int, int]] = []
+        for vaddr, pages in regions:  # CRIU splits runs of pages at its pipe size: join them again
+            if merged and merged[-1][0] + merged[-1][1] == vaddr:
+                merged[-1] = (merged[-1][0], merged[-1][1] + pages * PAGE_SIZE)
+            else:
+                merged.append((vaddr, pages * PAGE_SIZE))
+        out[f"pages-{header}.img"] = merged
     return out
 
 

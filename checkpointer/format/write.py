@@ -57,13 +57,14 @@ OnBlob = Callable[[Descriptor], None]
 
 
 def write_tar_layer(layout: Layout, root: Path, role: str, *, names: list[str] | None = None,
-                    zero_mtime: bool = True, on_progress: OnProgress = noop) -> Descriptor:
+                    zero_mtime: bool = True, include_root: bool = False,
+                    on_progress: OnProgress = noop) -> Descriptor:
     total = tree_size(root, names)
     compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=-1)
     with layout.writing() as blob:
         with compressor.stream_writer(blob, closefd=False) as zstd_out:
             counting = _Counting(zstd_out, on_progress, f"pack {role}", total)
-            tarball.pack(root, counting, names=names, zero_mtime=zero_mtime)  # type: ignore[arg-type]
+            tarball.pack(root, counting, names=names, zero_mtime=zero_mtime, include_root=include_root)  # type: ignore[arg-type]
         return blob.commit(mt.LAYER_TAR_ZSTD, {ann.LAYER_ROLE: role})
 
 
@@ -99,7 +100,8 @@ def write_checkpoint(layout: Layout, *, images: Path, rootfs: Path | None, spec:
     if pages_files:
         layers += write_pages(layout, images, pages_files, on_progress=on_progress, on_blob=ready)
     if rootfs is not None:
-        layers.append(write_tar_layer(layout, rootfs, roles.ROOTFS, zero_mtime=False, on_progress=on_progress))
+        layers.append(write_tar_layer(layout, rootfs, roles.ROOTFS, zero_mtime=False, include_root=True,
+                                      on_progress=on_progress))
         ready(layers[-1])
     if spec is not None:
         layers.append(layout.put_bytes(spec, mt.RUNTIME_SPEC, {ann.LAYER_ROLE: roles.SPEC}))

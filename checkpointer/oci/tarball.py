@@ -34,12 +34,17 @@ CRIU_IMAGES = UnpackPolicy()
 ROOTFS = UnpackPolicy(allow_symlinks=True, allow_hardlinks=True, allow_setuid=True, keep_owner=True)
 
 
-def pack(root: Path, out: BinaryIO, *, names: Iterable[str] | None = None, zero_mtime: bool = True) -> None:
-    """Write a tar of `root` (or of the listed top-level `names` in it) to `out`, deterministically."""
+def pack(root: Path, out: BinaryIO, *, names: Iterable[str] | None = None, zero_mtime: bool = True,
+         include_root: bool = False) -> None:
+    """Write a tar of `root` (or of the listed top-level `names` in it) to `out`, deterministically.
+    `include_root` records `root`'s own mode, owner and mtime as a "." entry (a container's root
+    directory: CRIU checks its mode on restore)."""
     root = Path(root)
     tops = sorted(names) if names is not None else sorted(p.name for p in root.iterdir())
     seen_inodes: dict[tuple[int, int], str] = {}
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        if include_root:
+            _add(tar, root, ".", seen_inodes, zero_mtime)
         for top in tops:
             for rel in _walk(root, top):
                 _add(tar, root, rel, seen_inodes, zero_mtime)
@@ -55,7 +60,8 @@ def _walk(root: Path, rel: str) -> Iterable[str]:
 
 def _add(tar: tarfile.TarFile, root: Path, rel: str, seen: dict[tuple[int, int], str], zero_mtime: bool) -> None:
     path = root / rel
-    st = os.lstat(path)
+    # The root itself may be reached through a link (a hook packs /proc/PID/fd/N): follow that one.
+    st = os.stat(path) if rel == "." else os.lstat(path)
     info = tarfile.TarInfo(rel)
     info.mode = stat.S_IMODE(st.st_mode)
     info.uid, info.gid = st.st_uid, st.st_gid
@@ -207,6 +213,10 @@ def _unpack_member(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: Path, po
                    directories: dict[Path, tuple[tarfile.TarInfo, int, int]]) -> None:
     rel = _safe_name(member.name)
     if rel == PurePosixPath("."):
+        # The target's own metadata; only a layer that keeps owners (a rootfs) takes it.
+        if member.isdir() and policy.keep_owner:
+            directories.pop(dest, None)
+            directories[dest] = (member, member.mode & 0o7777 & ~(stat.S_ISUID | stat.S_ISGID), 0)
         return
     mode = member.mode & 0o7777
     if mode & (stat.S_ISUID | stat.S_ISGID) and not policy.allow_setuid:

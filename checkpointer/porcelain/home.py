@@ -49,6 +49,8 @@ class Home:
         return self.root / "store"
 
     def store(self) -> Layout:
+        if not self.root.exists():
+            self.root.mkdir(mode=0o700, parents=True)  # it will hold memory images: owner only
         return Layout(self.store_path, create=True)
 
     def bundle_path(self, name: str) -> Path:

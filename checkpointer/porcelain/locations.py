@@ -17,6 +17,7 @@ from ..oci import mediatypes as mt
 from ..oci.layout import Layout
 from ..oci.model import Descriptor, Index
 from ..progress import OnProgress, noop
+from ..timing import phase
 from ..reference import ArchiveRef, LayoutRef, Ref, RegistryRef, StoreRef
 from .home import Home
 
@@ -61,7 +62,7 @@ def resolve_source(ref: Ref, home: Home, *, registry: RegistryOptions = Registry
         from ..registry import pull
 
         store = home.store()
-        with _registry(ref, registry) as reg:
+        with _registry(ref, registry) as reg, phase("pull"):
             desc = pull(ref, store, registry=reg, jobs=registry.jobs, on_progress=on_progress)
         return store, desc
     raise UsageError(f"{ref} is a checkpoint archive, which is read through open_source()")

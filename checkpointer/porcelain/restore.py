@@ -22,9 +22,11 @@ from ..format.read import Checkpoint, unpack_images, unpack_layer
 from ..host import HostInfo, host_info
 from ..oci import tarball
 from ..progress import OnProgress, Update, noop
+from ..timing import phase
 from ..reference import parse
 from ..runtime.runc import Runc
 from .home import Home, disk_errors
+from .locks import container_lock
 from ..oci.layout import Layout
 from .locations import RegistryOptions, open_source
 
@@ -63,6 +65,8 @@ def incompatibilities(config: CheckpointConfig, here: HostInfo, criu_version: st
 def default_engine(checkpoint: Checkpoint) -> str:
     """The engine a checkpoint goes back into unless told otherwise: the one that made it."""
     engine = checkpoint.config.engine
+    if engine == "podman" and not checkpoint.layers(roles.ENGINE) and checkpoint.layer(roles.ROOTFS):
+        return "runc"  # published by a runtime hook: a full rootfs and a spec, none of Podman's files
     return engine if engine in ENGINES else "runc"
 
 
@@ -145,8 +149,9 @@ def restore(ref: str, *, name: str | None = None, engine: str | None = None, run
             container, pid, already = restore_process(layout, checkpoint, name=name, if_running=if_running,
                                                       home=home, on_progress=on_progress)
             return RestoreResult(container, pid, None, digest, already_running=already, engine="process")
-        return _restore_runc(layout, checkpoint, digest, name=name, runc_root=runc_root, home=home, force=force,
-                             if_running=if_running, on_progress=on_progress)
+        with container_lock("runc", runc_root, name or checkpoint.config.container_id, home.root):
+            return _restore_runc(layout, checkpoint, digest, name=name, runc_root=runc_root, home=home,
+                                 force=force, if_running=if_running, on_progress=on_progress)
 
 
 def why_not_restorable(layout: Layout, checkpoint: Checkpoint, target: str) -> str | None:
@@ -199,13 +204,16 @@ def _restore_runc(layout: Layout, checkpoint: Checkpoint, digest: str, *, name: 
     try:
         with home.workdir("restore-", size_hint=checkpoint.images_size()) as work, \
                 disk_errors("could not unpack the checkpoint"):
-            _prepare_bundle(layout, checkpoint, bundle, on_progress)
+            with phase("unpack rootfs"):
+                _prepare_bundle(layout, checkpoint, bundle, on_progress)
             images = work / "images"
             images.mkdir()
-            unpack_images(layout, checkpoint, images, on_progress=on_progress)
+            with phase("unpack images"):
+                unpack_images(layout, checkpoint, images, on_progress=on_progress)
             (work / "criu").mkdir()
             on_progress(Update("restore", 0, 1, container))
-            state = runc.restore(container, bundle, images, work / "criu", checkpoint.config.criu_options)
+            with phase("runc restore"):
+                state = runc.restore(container, bundle, images, work / "criu", checkpoint.config.criu_options)
             on_progress(Update("restore", 1, 1, container))
     except BaseException as exc:
         if runc.exists(container):

@@ -26,11 +26,13 @@ from ..format.config import CheckpointConfig
 from ..format.write import write_checkpoint
 from ..host import host_info, tree_rss
 from ..progress import OnProgress, Update, noop
+from ..timing import phase
 from ..oci.layout import Layout
 from ..oci.model import Descriptor
 from ..reference import Ref, StoreRef, parse
 from ..runtime.runc import Runc, load_spec, rootfs_of
 from .home import Home, disk_errors
+from .locks import container_lock
 from .locations import RegistryOptions, early_upload, preflight, publish
 
 
@@ -83,8 +85,9 @@ def save(container_id: str | None, dest: str | None = None, *, pid: int | None =
                            encrypt_to=encrypt_to, home=home, registry=registry, on_progress=on_progress)
     if engine != "runc":
         raise UsageError(f"unknown engine {engine!r}", hint=f"one of: {', '.join(ENGINES)}")
-    return _save_runc(container_id, dest, runc_root=runc_root, options=options, compat=compat,
-                      encrypt_to=encrypt_to, home=home, registry=registry, on_progress=on_progress)
+    with container_lock("runc", runc_root, container_id, home.root):
+        return _save_runc(container_id, dest, runc_root=runc_root, options=options, compat=compat,
+                          encrypt_to=encrypt_to, home=home, registry=registry, on_progress=on_progress)
 
 
 def detect_engine(container: str, runc_root: Path | None) -> str:
@@ -164,8 +167,9 @@ def _save_runc(container_id: str, dest: str | None, *, runc_root: Path | None, o
         host=info, container_id=container_id, container_name=container_id,
         created=now.strftime("%Y-%m-%dT%H:%M:%SZ"), criu_options=options, ckpt_version=__version__)
     store = home.store()
-    for target in dests:
-        preflight(target, registry=registry)
+    with phase("preflight"):
+        for target in dests:
+            preflight(target, registry=registry)
 
     with home.workdir("save-", size_hint=tree_rss(state.pid)) as work:
         images, criu_work = work / "images", work / "criu"
@@ -176,10 +180,12 @@ def _save_runc(container_id: str, dest: str | None, *, runc_root: Path | None, o
         guard = None
         if freeze:
             guard = runc.resume_guard(container_id, marker=str(images))
-            runc.pause(container_id)
+            with phase("pause"):
+                runc.pause(container_id)
         try:
             on_progress(Update("checkpoint", 0, 1, container_id))
-            runc.checkpoint(container_id, images, criu_work, dump_options)
+            with phase("dump"):
+                runc.checkpoint(container_id, images, criu_work, dump_options)
             on_progress(Update("checkpoint", 1, 1, container_id))
         except BaseException:
             if guard:
@@ -188,12 +194,14 @@ def _save_runc(container_id: str, dest: str | None, *, runc_root: Path | None, o
         try:
             with disk_errors("could not store the checkpoint"), \
                     early_upload(dests if compat in (None, "ckpt") and not encrypt_to else [], store,
-                                 registry=registry, on_progress=on_progress) as on_blob:
+                                 registry=registry, on_progress=on_progress) as on_blob, \
+                    phase("pack+upload"):
                 desc = write_checkpoint(store, images=images, rootfs=rootfs,
                                         spec=(state.bundle / "config.json").read_bytes(), config=config,
                                         on_progress=on_progress, on_blob=on_blob)
-            desc = publish_all(store, desc, dests, compat, registry=registry, on_progress=on_progress,
-                               encrypt_to=encrypt_to)
+            with phase("publish"):
+                desc = publish_all(store, desc, dests, compat, registry=registry, on_progress=on_progress,
+                                   encrypt_to=encrypt_to)
         except BaseException as exc:
             if guard:
                 guard.fire()
@@ -207,7 +215,8 @@ def _save_runc(container_id: str, dest: str | None, *, runc_root: Path | None, o
                 guard.fire()
             else:
                 guard.keep()
-                runc.delete(container_id)
+                with phase("stop"):
+                    runc.delete(container_id)
     return result(store, container_id, dests, desc, options.leave_running)
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -41,12 +42,14 @@ class Runc:
         # Output goes to a file, not a pipe: on restore runc hands its stdio to the restored
         # container, and a pipe would then stay open for the container's lifetime.
         # A new session keeps a Ctrl-C meant for ckpt away from runc and CRIU mid-dump.
+        # CKPT_HOOKS=off: ckpt's own dumps are not published a second time by the runtime hook.
+        env = {**os.environ, "CKPT_HOOKS": "off"}
         if log is None:
             return subprocess.run(self._cmd(*args), capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                                  start_new_session=True, check=False)
+                                  start_new_session=True, check=False, env=env)
         with open(log, "w+") as out:
             res = subprocess.run(self._cmd(*args), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                 start_new_session=True, check=False)
+                                 start_new_session=True, check=False, env=env)
             out.seek(0)
             return subprocess.CompletedProcess(res.args, res.returncode, out.read(), "")
 

@@ -117,8 +117,6 @@ def test_podman_checkpoint_publishes_and_ckpt_restore_continues(image, names, tm
         assert view["config"]["engine"] == "podman" and view["config"]["container"]["id"] == cid
 
 
-@pytest.mark.xfail(strict=True, reason="the rootfs layer does not carry the root directory's own mode: Podman's "
-                                       "0555 root comes back 0755 and CRIU refuses the restore (reported)")
 def test_podman_root_mode(image, names, tmp_path, runc_root, installed):
     name = names()
     podman("run", "-d", "--name", name, *RUN, "--annotation", f"{keys.CRIU_CONFIG}={installed.criu_conf}",

@@ -407,3 +407,31 @@ def test_sparse_member_counts_its_full_size(tmp_path: Path) -> None:
     with pytest.raises(CorruptData, match="more than"):
         unpack(io.BytesIO(data), tmp_path, replace(ROOTFS, max_bytes=1 << 20))
     assert os.listdir(tmp_path) == []
+
+
+def test_root_directory_metadata_round_trips_for_rootfs_only(tmp_path):
+    import io
+    import os
+
+    from checkpointer.oci import tarball as tb
+
+    src = tmp_path / "root"
+    (src / "bin").mkdir(parents=True)
+    (src / "bin" / "tool").write_bytes(b"x")
+    os.chmod(src, 0o555)  # a container root as Podman makes it; CRIU checks it on restore
+    buf = io.BytesIO()
+    tb.pack(src, buf, zero_mtime=False, include_root=True)
+    for policy, expected in ((tb.ROOTFS, 0o555), (tb.CRIU_IMAGES, 0o700)):
+        dest = tmp_path / f"out-{expected:o}"
+        dest.mkdir(mode=0o700)
+        os.chmod(dest, 0o700)
+        buf.seek(0)
+        if policy is tb.CRIU_IMAGES:
+            buf2 = io.BytesIO()
+            tb.pack(src / "bin", buf2, include_root=True)  # files only, as CRIU layers hold
+            buf2.seek(0)
+            tb.unpack(buf2, dest, policy)
+        else:
+            tb.unpack(buf, dest, policy)
+        assert os.stat(dest).st_mode & 0o7777 == expected
+    os.chmod(src, 0o755)
