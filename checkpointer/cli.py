@@ -129,6 +129,9 @@ def save(
     with_volumes: Annotated[bool, typer.Option("--with-volumes", help="Podman: include the container's "
                                                                        "volumes in the checkpoint.")] = False,
     compat: Compat = None, encrypt_to: EncryptTo = None,
+    subject: Annotated[Optional[str], typer.Option(
+        "--subject", help="The image (REG/REPO:TAG or @DIGEST, in the repository the checkpoint goes to) this "
+                          "checkpoint belongs to; `ckpt ls REG/REPO@DIGEST` then lists it.")] = None,
     runc_root: RuncRoot = None, insecure: Insecure = False, ca_dir: CaDir = None, jobs: Jobs = 4,
     as_json: Json = False,
 ) -> None:
@@ -149,7 +152,8 @@ def save(
     recipients = _public_keys(encrypt_to)  # a bad key fails before anything is frozen
     with ui.progress(not as_json) as on_progress:
         result = do_save(container, dest, pid=pid, engine=engine, runc_root=runc_root, options=options,
-                         with_volumes=with_volumes, compat=compat, encrypt_to=recipients, home=_home(),
+                         with_volumes=with_volumes, compat=compat, encrypt_to=recipients, subject=subject,
+                         home=_home(),
                          registry=_registry(insecure, ca_dir, jobs), on_progress=on_progress)
     if as_json:
         ui.print_json(asdict(result))
@@ -264,9 +268,26 @@ def _converted(result, as_json: bool) -> None:  # noqa: ANN001
 
 
 @app.command("ls")
-def list_cmd(as_json: Json = False) -> None:
-    """List the checkpoints in the local store."""
+def list_cmd(
+    image: Annotated[Optional[str], typer.Argument(
+        help="REG/REPO@sha256:... of an image: list the checkpoints that name it as their subject.")] = None,
+    insecure: Insecure = False, ca_dir: CaDir = None, as_json: Json = False,
+) -> None:
+    """List the checkpoints in the local store, or the checkpoints of an image in a registry."""
     from .porcelain.store import list_checkpoints
+
+    if image:
+        from .porcelain.referrers import list_checkpoints_of
+
+        found = list_checkpoints_of(image, registry=_registry(insecure, ca_dir, 4))
+        if as_json:
+            ui.print_json([asdict(r) for r in found])
+        else:
+            for r in found:
+                ui.out.print(f"{r.digest}  {r.created:<20}  {_size(r.size):>10}  {r.container}")
+            if not found:
+                ui.err.print(f"no checkpoints name {image} as their subject")
+        return
 
     entries = list_checkpoints(home=_home())
     if as_json:

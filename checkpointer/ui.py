@@ -16,7 +16,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeE
 from .errors import CkptError, CriuFailed, RegistryError, RuntimeFailed
 from .progress import OnProgress, Update
 
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)  # no hard wraps in logs and pipes
 out = Console(highlight=False, soft_wrap=True)
 
 

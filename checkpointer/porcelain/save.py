@@ -33,6 +33,7 @@ from ..reference import Ref, StoreRef, parse
 from ..runtime.runc import Runc, load_spec, rootfs_of
 from .home import Home, disk_errors
 from .locks import container_lock
+from .referrers import subject_for
 from .locations import RegistryOptions, early_upload, preflight, publish
 
 
@@ -56,8 +57,9 @@ ENGINES = ("runc", "podman", "process")
 
 def save(container_id: str | None, dest: str | None = None, *, pid: int | None = None, engine: str | None = None,
          runc_root: Path | None = None, options: CriuOptions = CriuOptions(), with_volumes: bool = False,
-         compat: str | None = None, encrypt_to: Sequence[Any] = (), home: Home | None = None,
-         registry: RegistryOptions = RegistryOptions(), on_progress: OnProgress = noop) -> SaveResult:
+         compat: str | None = None, encrypt_to: Sequence[Any] = (), subject: str | None = None,
+         home: Home | None = None, registry: RegistryOptions = RegistryOptions(),
+         on_progress: OnProgress = noop) -> SaveResult:
     """Checkpoint a container (runc or Podman, found by name or id) or, with `pid`, a bare process tree.
     With `encrypt_to` (public keys) every layer is encrypted before it leaves the host."""
     home = home or Home()
@@ -68,6 +70,8 @@ def save(container_id: str | None, dest: str | None = None, *, pid: int | None =
         from ..compat.writers import check_compat
 
         check_compat(compat)
+    if subject and (pid is not None or engine in ("process", "podman")):
+        raise UsageError("--subject is supported for runc containers")
     if pid is not None or engine == "process":
         if pid is None:
             raise UsageError("--engine process needs --pid PID")
@@ -87,7 +91,8 @@ def save(container_id: str | None, dest: str | None = None, *, pid: int | None =
         raise UsageError(f"unknown engine {engine!r}", hint=f"one of: {', '.join(ENGINES)}")
     with container_lock("runc", runc_root, container_id, home.root):
         return _save_runc(container_id, dest, runc_root=runc_root, options=options, compat=compat,
-                          encrypt_to=encrypt_to, home=home, registry=registry, on_progress=on_progress)
+                          encrypt_to=encrypt_to, subject=subject, home=home, registry=registry,
+                          on_progress=on_progress)
 
 
 def detect_engine(container: str, runc_root: Path | None) -> str:
@@ -150,8 +155,8 @@ def result(store: Layout, container: str, dests: list[Ref], desc: Descriptor, le
 
 
 def _save_runc(container_id: str, dest: str | None, *, runc_root: Path | None, options: CriuOptions,
-               compat: str | None, encrypt_to: Sequence[Any], home: Home, registry: RegistryOptions,
-               on_progress: OnProgress) -> SaveResult:
+               compat: str | None, encrypt_to: Sequence[Any], subject: str | None, home: Home,
+               registry: RegistryOptions, on_progress: OnProgress) -> SaveResult:
     runc = Runc(root=runc_root)
     state = runc.state(container_id)
     if state.status not in ("running", "paused"):
@@ -170,6 +175,7 @@ def _save_runc(container_id: str, dest: str | None, *, runc_root: Path | None, o
     with phase("preflight"):
         for target in dests:
             preflight(target, registry=registry)
+        subject_desc = subject_for(subject, dests, registry=registry) if subject else None
 
     with home.workdir("save-", size_hint=tree_rss(state.pid)) as work:
         images, criu_work = work / "images", work / "criu"
@@ -198,7 +204,7 @@ def _save_runc(container_id: str, dest: str | None, *, runc_root: Path | None, o
                     phase("pack+upload"):
                 desc = write_checkpoint(store, images=images, rootfs=rootfs,
                                         spec=(state.bundle / "config.json").read_bytes(), config=config,
-                                        on_progress=on_progress, on_blob=on_blob)
+                                        subject=subject_desc, on_progress=on_progress, on_blob=on_blob)
             with phase("publish"):
                 desc = publish_all(store, desc, dests, compat, registry=registry, on_progress=on_progress,
                                    encrypt_to=encrypt_to)
