@@ -182,6 +182,18 @@ def check_coverage(layers: list[Descriptor]) -> dict[str, int]:
     return sizes
 
 
+def check_placed(layers: list[Descriptor], images: Path) -> None:
+    """After chunks were placed piecemeal (unpack_pages with complete=False): the chunks must cover
+    each file exactly, and each file must have exactly that size."""
+    for name, size in check_coverage(layers).items():
+        try:
+            actual = os.lstat(images / name).st_size
+        except FileNotFoundError:
+            actual = -1
+        if actual != size:
+            raise CorruptData(f"{name} came out {actual} bytes long, not {size}")
+
+
 def unpack_pages(layout: Layout, layers: list[Descriptor], images: Path, *, complete: bool = True,
                  on_progress: OnProgress = noop) -> None:
     """Write every chunk to its place in its pages file, in parallel; each blob is verified first.
@@ -197,7 +209,7 @@ def unpack_pages(layout: Layout, layers: list[Descriptor], images: Path, *, comp
     try:
         for name, size in sizes.items():
             fds[name] = os.open(images / name, flags, 0o600)
-            if os.fstat(fds[name]).st_size < size:
+            if complete:  # partial calls may run side by side on one file: pwrite alone extends it
                 os.ftruncate(fds[name], size)
         progress = _Progress("unpack pages", sum(sizes.values()), on_progress)
         local = threading.local()

@@ -67,13 +67,20 @@ def _decompressed(media_type: str, raw: BinaryIO) -> BinaryIO:
     raise CorruptData(f"layer media type {media_type!r} is not a tar this version can unpack")
 
 
-def unpack_images(layout: Layout, checkpoint: Checkpoint, images: Path, *, on_progress: OnProgress = noop) -> None:
-    """Unpack the CRIU image directory (the `criu` and `pages` roles) into `images`."""
+def unpack_images(layout: Layout, checkpoint: Checkpoint, images: Path, *, on_progress: OnProgress = noop,
+                  placed: frozenset[str] = frozenset()) -> None:
+    """Unpack the CRIU image directory (the `criu` and `pages` roles) into `images`. `placed` are the
+    digests of pages chunks already written there (while they were being pulled)."""
     for layer in checkpoint.layers(roles.CRIU):
         unpack_layer(layout, layer, images, tarball.CRIU_IMAGES)
     pages = checkpoint.layers(roles.PAGES)
     chunks = [layer for layer in pages if layer.media_type == pages_format.MEDIA_TYPE]
-    if chunks:
+    if chunks and placed:
+        rest = [c for c in chunks if c.digest not in placed]
+        if rest:
+            pages_format.unpack_pages(layout, rest, images, complete=False, on_progress=on_progress)
+        pages_format.check_placed(chunks, images)
+    elif chunks:
         pages_format.unpack_pages(layout, chunks, images, on_progress=on_progress)
     for layer in pages:
         if layer.media_type != pages_format.MEDIA_TYPE:

@@ -45,8 +45,9 @@ def _registry(ref: RegistryRef, opts: RegistryOptions) -> Iterator[Any]:
 
 
 def resolve_source(ref: Ref, home: Home, *, registry: RegistryOptions = RegistryOptions(),
-                   on_progress: OnProgress = noop) -> tuple[Layout, Descriptor]:
-    """The layout that holds `ref`'s manifest (and, after this returns, all its blobs)."""
+                   on_progress: OnProgress = noop, prefetch: Any = None) -> tuple[Layout, Descriptor]:
+    """The layout that holds `ref`'s manifest (and, after this returns, all its blobs). A registry
+    pull tells `prefetch` (an ImagePrefetch) of the manifest and of each blob as it lands."""
     if isinstance(ref, StoreRef):
         store = home.store()
         if ref.digest:
@@ -63,7 +64,9 @@ def resolve_source(ref: Ref, home: Home, *, registry: RegistryOptions = Registry
 
         store = home.store()
         with _registry(ref, registry) as reg, phase("pull"):
-            desc = pull(ref, store, registry=reg, jobs=registry.jobs, on_progress=on_progress)
+            desc = pull(ref, store, registry=reg, jobs=registry.jobs, on_progress=on_progress,
+                        on_manifest=prefetch.on_manifest if prefetch else None,
+                        on_blob=prefetch.on_blob if prefetch else None)
         return store, desc
     raise UsageError(f"{ref} is a checkpoint archive, which is read through open_source()")
 
@@ -81,7 +84,7 @@ class Source:
 @contextmanager
 def open_source(ref: Ref, home: Home, *, registry: RegistryOptions = RegistryOptions(),
                 on_progress: OnProgress = noop, decrypt_keys: Sequence[Any] = (),
-                need_plaintext: bool = True) -> Iterator[Source]:
+                need_plaintext: bool = True, prefetch: Any = None) -> Iterator[Source]:
     """Open `ref` as a ckpt checkpoint. Another engine's checkpoint (an image or an archive) is
     converted into a scratch layout that lives as long as the context. An encrypted one is
     decrypted with `decrypt_keys` (the plaintext manifest is left untagged, so gc takes it);
@@ -94,7 +97,7 @@ def open_source(ref: Ref, home: Home, *, registry: RegistryOptions = RegistryOpt
             desc, origin = archive_to_ckpt(ref.path, layout, work / "archive", on_progress=on_progress)
             yield Source(layout, desc, open_checkpoint(layout, desc), origin)
         return
-    layout, desc = resolve_source(ref, home, registry=registry, on_progress=on_progress)
+    layout, desc = resolve_source(ref, home, registry=registry, on_progress=on_progress, prefetch=prefetch)
     if desc.media_type not in mt.INDEX_TYPES:
         desc = _decrypted(layout, desc, decrypt_keys, need_plaintext)
     if desc.media_type not in mt.INDEX_TYPES and is_checkpoint(layout.read_manifest(desc)):

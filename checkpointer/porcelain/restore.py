@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -27,6 +28,7 @@ from ..reference import parse
 from ..runtime.runc import Runc
 from .home import Home, disk_errors
 from .locks import container_lock
+from .prefetch import ImagePrefetch
 from ..oci.layout import Layout
 from .locations import RegistryOptions, open_source
 
@@ -127,8 +129,9 @@ def restore(ref: str, *, name: str | None = None, engine: str | None = None, run
     home = home or Home()
     if engine is not None and engine not in ENGINES:
         raise UsageError(f"unknown engine {engine!r}", hint=f"one of: {', '.join(ENGINES)}")
-    with open_source(parse(ref), home, registry=registry, on_progress=on_progress,
-                     decrypt_keys=decrypt_keys) as source:
+    with ImagePrefetch(home) as prefetch, \
+            open_source(parse(ref), home, registry=registry, on_progress=on_progress, decrypt_keys=decrypt_keys,
+                        prefetch=prefetch) as source:
         checkpoint, layout = source.checkpoint, source.layout
         target = engine or default_engine(checkpoint)
         problem = why_not_restorable(layout, checkpoint, target)
@@ -151,7 +154,8 @@ def restore(ref: str, *, name: str | None = None, engine: str | None = None, run
             return RestoreResult(container, pid, None, digest, already_running=already, engine="process")
         with container_lock("runc", runc_root, name or checkpoint.config.container_id, home.root):
             return _restore_runc(layout, checkpoint, digest, name=name, runc_root=runc_root, home=home,
-                                 force=force, if_running=if_running, on_progress=on_progress)
+                                 force=force, if_running=if_running, on_progress=on_progress,
+                                 prefetched=prefetch.images_for(checkpoint.manifest))
 
 
 def why_not_restorable(layout: Layout, checkpoint: Checkpoint, target: str) -> str | None:
@@ -185,7 +189,8 @@ def _check_host(checkpoint: Checkpoint, force: bool) -> None:
 
 def _restore_runc(layout: Layout, checkpoint: Checkpoint, digest: str, *, name: str | None,
                   runc_root: Path | None, home: Home, force: bool, if_running: bool,
-                  on_progress: OnProgress) -> RestoreResult:
+                  on_progress: OnProgress,
+                  prefetched: tuple[Path, frozenset[str]] | None = None) -> RestoreResult:
     runc = Runc(root=runc_root)
     container = name or checkpoint.config.container_id
     bundle = home.bundle_path(container)
@@ -202,14 +207,18 @@ def _restore_runc(layout: Layout, checkpoint: Checkpoint, digest: str, *, name: 
     if bundle.exists():
         shutil.rmtree(bundle)  # left by a restore that was killed; no runc container uses it
     try:
-        with home.workdir("restore-", size_hint=checkpoint.images_size()) as work, \
-                disk_errors("could not unpack the checkpoint"):
+        with ExitStack() as stack, disk_errors("could not unpack the checkpoint"):
+            if prefetched:  # memory was unpacked while it downloaded
+                work, placed = prefetched
+            else:
+                work = stack.enter_context(home.workdir("restore-", size_hint=checkpoint.images_size()))
+                placed = frozenset()
+                (work / "images").mkdir()
             with phase("unpack rootfs"):
                 _prepare_bundle(layout, checkpoint, bundle, on_progress)
             images = work / "images"
-            images.mkdir()
             with phase("unpack images"):
-                unpack_images(layout, checkpoint, images, on_progress=on_progress)
+                unpack_images(layout, checkpoint, images, on_progress=on_progress, placed=placed)
             (work / "criu").mkdir()
             on_progress(Update("restore", 0, 1, container))
             with phase("runc restore"):

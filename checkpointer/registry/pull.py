@@ -10,6 +10,7 @@ import logging
 import platform as _platform
 import re
 import time
+from typing import Callable
 
 import requests
 import urllib3
@@ -148,22 +149,34 @@ def _resolve(reg: Registry, src: RegistryRef, wanted: str | None) -> Fetched:
 
 
 def pull(src: RegistryRef, layout: Layout, *, registry: Registry | None = None, jobs: int = 4,
-         on_progress: OnProgress | None = None, platform: str | None = None) -> Descriptor:
+         on_progress: OnProgress | None = None, platform: str | None = None,
+         on_manifest: Callable[[Manifest], None] | None = None,
+         on_blob: Callable[[Descriptor], None] | None = None) -> Descriptor:
     """Fetch `src` (an index resolves to the manifest for `platform`, default this host) and all its
-    blobs into `layout`. Stores the manifest blob (untagged) and returns its descriptor."""
+    blobs into `layout`. Stores the manifest blob (untagged) and returns its descriptor.
+    `on_manifest` hears of the manifest before any blob is fetched; `on_blob` of each blob (from a
+    worker thread) as soon as it is in `layout`, verified: a caller can start using it at once."""
     own = registry is None
     reg = registry or Registry(src.api_host)
     try:
         got = _resolve(reg, src, platform)
         manifest = Manifest.from_bytes(got.data)
+        if on_manifest:
+            on_manifest(manifest)
         blobs = list({b.digest: b for b in manifest.blobs()}.values())
         counter = Counter("pull", sum(b.size for b in blobs), on_progress)
         missing = [b for b in blobs if not layout.has_blob(b.digest)]
-        for blob in blobs:
-            if blob not in missing:
-                counter.add(blob.size, blob.digest)
         download = _Download(reg, layout, src.repository, counter)
-        run_parallel(download.run, missing, jobs=jobs, name="ckpt-pull")
+
+        def fetch(blob: Descriptor) -> None:
+            if blob in missing:
+                download.run(blob)
+            else:
+                counter.add(blob.size, blob.digest)
+            if on_blob:
+                on_blob(blob)
+
+        run_parallel(fetch, blobs, jobs=jobs, name="ckpt-pull")
         stored = layout.put_bytes(got.data, got.media_type)
         log.info("pulled %s (%s)", src, stored.digest)
         return Descriptor(got.media_type, stored.digest, stored.size,
