@@ -74,23 +74,29 @@ def _regions(images: Path) -> dict[str, list[tuple[int, int]]]:
 
 def cut_points(size: int, regions: list[tuple[int, int]] | None, chunk_size: int) -> list[int]:
     """Offsets where a pages file of `size` bytes is cut: at region starts and at every
-    chunk-aligned virtual address; pieces under MIN_CHUNK merge into the next."""
-    cuts = set()
+    chunk-aligned virtual address. Pieces under MIN_CHUNK merge into the next, except that a large
+    region always starts a chunk of its own: the small, busy regions before it (stack, heap,
+    counters) must not drag a piece of it into a chunk that changes on every checkpoint."""
+    cuts, fixed = set(), {0, size}
     if regions and sum(n for _, n in regions) == size:
         offset = 0
         for vaddr, length in regions:
             cuts.add(offset)
+            if length >= MIN_CHUNK:
+                fixed.add(offset)
             first = -(-vaddr // chunk_size) * chunk_size
             cuts.update(offset + b - vaddr for b in range(first, vaddr + length, chunk_size) if b > vaddr)
             offset += length
     else:  # no usable pagemap: fixed offsets
         cuts.update(range(0, size, chunk_size))
     kept = [0]
-    for cut in sorted(cuts | {size}):
-        if cut - kept[-1] >= MIN_CHUNK:
+    for cut in sorted(cuts | fixed):
+        if cut <= kept[-1]:
+            continue
+        if cut in fixed and cut - kept[-1] < MIN_CHUNK and len(kept) > 1 and kept[-1] not in fixed:
+            kept.pop()  # a short piece before a fixed cut joins the piece before it
+        if cut in fixed or cut - kept[-1] >= MIN_CHUNK:
             kept.append(cut)
-    if kept[-1] != size:
-        kept[-1:] = [size] if len(kept) > 1 else [0, size]
     return kept
 
 
