@@ -116,8 +116,8 @@ def save(
     dest: Annotated[Optional[str], typer.Argument(
         help="Where to put the checkpoint (REF). Default: the local store as CONTAINER:latest "
              "and CONTAINER:<timestamp>.")] = None,
-    pid: Annotated[Optional[int], typer.Option("--pid", help="Checkpoint the process tree rooted at PID "
-                                                              "(no container); DEST is then the only argument.")] = None,
+    pid: Annotated[Optional[int], typer.Option(
+        "--pid", help="Checkpoint the process tree rooted at PID (no container); DEST is then the only argument.")] = None,
     engine: Engine = None,
     leave_running: Annotated[bool, typer.Option("--leave-running", help="Keep the container running.")] = False,
     tcp_established: Annotated[bool, typer.Option("--tcp-established",

@@ -13,8 +13,9 @@ from typing import BinaryIO, Iterator
 
 import zstandard
 
-from ..errors import CorruptData, NotFound
+from ..errors import NotFound
 from ..oci import tarball
+from ..format.read import unpack_stream
 from .exportdir import POLICY
 
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -41,14 +42,7 @@ def _decompressed(path: Path) -> Iterator[BinaryIO]:
 def unpack(path: Path, dest: Path) -> None:
     """Unpack the archive at `path` into the existing directory `dest` (files and directories only)."""
     with _decompressed(path) as stream:
-        try:
-            tarball.unpack(stream, dest, POLICY)
-        except zstandard.ZstdError as exc:
-            raise CorruptData(f"{path} is not valid zstd: {exc}") from None
-        except (OSError, EOFError) as exc:
-            if isinstance(exc, OSError) and exc.errno is not None:
-                raise
-            raise CorruptData(f"{path} cannot be decompressed: {exc}") from None
+        unpack_stream(stream, dest, POLICY, what=str(path))
 
 
 def compression_for(path: Path) -> str:

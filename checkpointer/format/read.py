@@ -92,16 +92,21 @@ def unpack_layer(layout: Layout, desc: Descriptor, dest: Path, policy: tarball.U
     if desc.media_type == pages_format.MEDIA_TYPE:
         pages_format.unpack_pages(layout, [desc], dest, complete=False)
         return
-    # A decompression bomb fails fast with a clear error instead of filling the disk.
+    with layout.open_blob(desc) as verified:
+        unpack_stream(_decompressed(desc.media_type, verified), dest, policy, what=f"layer {desc.digest}")
+        verified.drain()
+
+
+def unpack_stream(stream: BinaryIO, dest: Path, policy: tarball.UnpackPolicy, *, what: str) -> None:
+    """Unpack a decompressing tar stream into `dest`. A decompression bomb fails fast with a clear
+    error instead of filling the disk; bad compression is CorruptData, a disk problem an OSError."""
     st = os.statvfs(dest)
     policy = replace(policy, max_bytes=min(policy.max_bytes, st.f_bavail * st.f_frsize))
-    with layout.open_blob(desc) as verified:
-        try:
-            tarball.unpack(_decompressed(desc.media_type, verified), dest, policy)  # type: ignore[arg-type]
-        except zstandard.ZstdError as exc:
-            raise CorruptData(f"layer {desc.digest} is not valid zstd: {exc}") from None
-        except (OSError, EOFError) as exc:
-            if isinstance(exc, OSError) and exc.errno is not None:
-                raise
-            raise CorruptData(f"layer {desc.digest} cannot be decompressed: {exc}") from None
-        verified.drain()
+    try:
+        tarball.unpack(stream, dest, policy)
+    except zstandard.ZstdError as exc:
+        raise CorruptData(f"{what} is not valid zstd: {exc}") from None
+    except (OSError, EOFError) as exc:
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise
+        raise CorruptData(f"{what} cannot be decompressed: {exc}") from None

@@ -42,7 +42,8 @@ def subject_for(image: str, dests: list[Ref], *, registry: RegistryOptions = Reg
 def list_checkpoints_of(image: str, *, registry: RegistryOptions = RegistryOptions()) -> list[Referrer]:
     ref = parse(image)
     if not isinstance(ref, RegistryRef) or not ref.digest:
-        raise UsageError(f"{image!r} names no image digest", hint="list an image's checkpoints with REG/REPO@sha256:...")
+        raise UsageError(f"{image!r} names no image digest",
+                         hint="list an image's checkpoints with REG/REPO@sha256:...")
     from ..registry import list_referrers
 
     with _registry(ref, registry) as reg:

@@ -151,9 +151,9 @@ def test_hook_latency(bundle_template, tmp_path, runc_root, container_name):
     hooks = install(tmp_path, "--retry-delays", "")
     runs = 5
     walls: dict[str, list[float]] = {}
-    for label, annotations in (("plain", {}), ("published", {keys.PUBLISH_TO: "web:latest"})):
+    for label, extra in (("plain", {}), ("published", {keys.PUBLISH_TO: "web:latest"})):
         name = f"{container_name}-{label}"
-        bundle = _annotated(bundle_template, tmp_path, hooks.criu_conf, annotations, name=f"bundle-{label}")
+        bundle = _annotated(bundle_template, tmp_path, hooks.criu_conf, extra, name=f"bundle-{label}")
         start(runc_root, bundle, name)
         wait_for(bundle / "rootfs", lambda s: s.counter >= 2)
         for i in range(runs):

@@ -1,7 +1,6 @@
 """Decompression bombs and lying size annotations are refused before they cost disk or memory."""
 from __future__ import annotations
 
-import io
 import tarfile
 
 import pytest

@@ -119,9 +119,9 @@ _JSON = st.recursive(
 @given(doc=_JSON)
 def test_fuzz_json_documents_only_raise_ckpt_errors(doc: Any) -> None:
     data = json.dumps(doc).encode()
-    for parse in (Manifest.from_bytes, Index.from_bytes):
+    for parse_as in (Manifest.from_bytes, Index.from_bytes):
         try:
-            parsed = parse(data)
+            parsed = parse_as(data)
         except CkptError:
             continue
         assert type(parsed).from_bytes(parsed.to_bytes()) == parsed
@@ -131,9 +131,9 @@ def test_fuzz_json_documents_only_raise_ckpt_errors(doc: Any) -> None:
 @settings(max_examples=200, deadline=None, database=None)
 @given(data=st.binary(max_size=200))
 def test_fuzz_bytes_only_raise_ckpt_errors(data: bytes) -> None:
-    for parse in (Manifest.from_bytes, Index.from_bytes):
+    for parse_as in (Manifest.from_bytes, Index.from_bytes):
         try:
-            parse(data)
+            parse_as(data)
         except CkptError:
             pass
     assert media_type_of(data) is None or isinstance(media_type_of(data), str)

@@ -13,7 +13,7 @@ import pytest
 
 from checkpointer.errors import CorruptData
 from checkpointer.oci import tarball
-from checkpointer.oci.tarball import CRIU_IMAGES, ROOTFS, pack, unpack
+from checkpointer.oci.tarball import CRIU_IMAGES, ROOTFS, unpack
 from unit.tarcraft import Sandbox, craft, entry, members_of, packed
 
 IS_ROOT = os.geteuid() == 0
