@@ -19,7 +19,7 @@ from ..oci.model import Descriptor, Index
 from ..progress import OnProgress, noop
 from ..timing import phase
 from ..reference import ArchiveRef, LayoutRef, Ref, RegistryRef, StoreRef
-from .home import Home
+from .home import Home, disk_errors
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +63,8 @@ def resolve_source(ref: Ref, home: Home, *, registry: RegistryOptions = Registry
         from ..registry import pull
 
         store = home.store()
-        with _registry(ref, registry) as reg, phase("pull"):
+        with _registry(ref, registry) as reg, phase("pull"), \
+                disk_errors("could not store the pulled checkpoint"):
             desc = pull(ref, store, registry=reg, jobs=registry.jobs, on_progress=on_progress,
                         on_manifest=prefetch.on_manifest if prefetch else None,
                         on_blob=prefetch.on_blob if prefetch else None)

@@ -3,6 +3,8 @@ clients maintain themselves on registries without it (distribution 2.8.2 among t
 from __future__ import annotations
 
 import logging
+import random
+import time
 from urllib.parse import urlencode
 
 from ..errors import CorruptData, UsageError
@@ -34,17 +36,29 @@ def _tag_index(reg: Registry, repository: str, subject_digest: str) -> list[Desc
         return []
 
 
+VERIFY_ROUNDS = 6
+
+
 def add_to_referrers_tag(reg: Registry, repository: str, subject_digest: str, entry: Descriptor) -> None:
-    """Read the tag-schema index of `subject_digest`, add `entry` (once), and push it back."""
-    current = _tag_index(reg, repository, subject_digest)
-    kept = [d for d in current if d.digest != entry.digest]
-    index = Index((*kept, entry))
-    data = index.to_bytes()
-    resp = reg.request("PUT", f"/v2/{repository}/manifests/{referrers_tag(subject_digest)}",
-                       scopes=(scope(repository, "pull", "push"),), what="updating the referrers tag",
-                       ok=(200, 201), body=data, headers={"Content-Type": mt.OCI_INDEX})
-    resp.close()
-    log.debug("referrers tag %s now lists %d manifests", referrers_tag(subject_digest), len(index.manifests))
+    """Read the tag-schema index of `subject_digest`, add `entry` (once), and push it back.
+
+    The registry offers no compare-and-swap, so two pushers racing can each write a list without
+    the other's entry. After writing, this waits a moment, reads the tag again and, if `entry`
+    was lost, merges it into what is there now: the lists converge on one holding every entry."""
+    for _ in range(VERIFY_ROUNDS):
+        current = _tag_index(reg, repository, subject_digest)
+        if any(d.digest == entry.digest for d in current):
+            return  # there already, or our write (or a merge of it) survived
+        kept = [d for d in current if d.digest != entry.digest]
+        index = Index((*kept, entry))
+        resp = reg.request("PUT", f"/v2/{repository}/manifests/{referrers_tag(subject_digest)}",
+                           scopes=(scope(repository, "pull", "push"),), what="updating the referrers tag",
+                           ok=(200, 201), body=index.to_bytes(), headers={"Content-Type": mt.OCI_INDEX})
+        resp.close()
+        log.debug("referrers tag %s now lists %d manifests", referrers_tag(subject_digest), len(index.manifests))
+        time.sleep(random.uniform(0.05, 0.25))  # let a racing pusher finish its write before checking
+    log.warning("referrers tag %s kept changing; %s may be missing from it", referrers_tag(subject_digest),
+                entry.digest)
 
 
 def list_referrers(ref: RegistryRef, *, registry: Registry | None = None,
