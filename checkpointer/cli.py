@@ -218,7 +218,14 @@ def inspect(
     for p in view.processes:
         ui.out.print(f"  {p.pid:>6} {p.ppid:>6}  {_size(p.memory):>10}  {p.cmdline}")
     ui.out.print("layers:")
+    chunks = [layer for layer in view.layers if layer.role == "pages"]
     for layer in view.layers:
+        if layer.role == "pages" and len(chunks) > 1:
+            if layer is chunks[0]:
+                unique = len({c.digest for c in chunks})
+                ui.out.print(f"  {'pages':<7} {_size(sum(c.size for c in chunks)):>10}  {len(chunks)} chunks "
+                             f"({unique} distinct)  {layer.media_type}")
+            continue
         ui.out.print(f"  {layer.role:<7} {_size(layer.size):>10}  {layer.digest[:19]}  {layer.media_type}")
 
 

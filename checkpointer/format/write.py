@@ -30,7 +30,8 @@ class _Counting:
     def write(self, data: bytes) -> int:
         self._sink.write(data)
         self.count += len(data)
-        self._report(Update(self._phase, self.count, self._total))
+        # tar headers and padding come on top of the file sizes the total was made of
+        self._report(Update(self._phase, self.count, max(self._total, self.count)))
         return len(data)
 
     def flush(self) -> None:
