@@ -73,7 +73,10 @@ class BlobWriter:
         return Descriptor(media_type, digest, self.size, annotations or {})
 
     def abort(self) -> None:
-        self._file.close()
+        try:
+            self._file.close()  # flushes what is buffered: on a full disk that fails, and must not
+        except OSError:         # keep the half-written file from being removed
+            pass
         if not self._done:  # after commit the name may belong to another writer's file
             self._done = True
             self._path.unlink(missing_ok=True)

@@ -19,6 +19,7 @@ from ..oci.model import Descriptor, Index
 from ..progress import OnProgress, noop
 from ..timing import phase
 from ..reference import ArchiveRef, LayoutRef, Ref, RegistryRef, StoreRef
+from . import origins
 from .home import Home, disk_errors
 
 
@@ -68,6 +69,7 @@ def resolve_source(ref: Ref, home: Home, *, registry: RegistryOptions = Registry
             desc = pull(ref, store, registry=reg, jobs=registry.jobs, on_progress=on_progress,
                         on_manifest=prefetch.on_manifest if prefetch else None,
                         on_blob=prefetch.on_blob if prefetch else None)
+        origins.remember(store.root, ref)
         return store, desc
     raise UsageError(f"{ref} is a checkpoint archive, which is read through open_source()")
 
@@ -159,7 +161,10 @@ def publish(layout: Layout, desc: Descriptor, dest: Ref, *, registry: RegistryOp
         if dest.digest:
             raise UsageError("push to a tag, not a digest")
         with _registry(dest, registry) as reg:
-            return push(layout, desc, dest, registry=reg, jobs=registry.jobs, on_progress=on_progress)
+            pushed = push(layout, desc, dest, registry=reg, jobs=registry.jobs, on_progress=on_progress,
+                          mount_from=origins.sources(layout.root, dest))
+        origins.remember(layout.root, dest)
+        return pushed
     assert isinstance(dest, ArchiveRef)
     from ..compat.write_archive import export_archive
 
@@ -188,7 +193,8 @@ def early_upload(dests: list[Ref], layout: Layout, *, registry: RegistryOptions 
     from ..registry import BlobUploader
 
     with _registry(target, registry) as reg:
-        uploader = BlobUploader(layout, target, registry=reg, jobs=registry.jobs, on_progress=on_progress)
+        uploader = BlobUploader(layout, target, registry=reg, jobs=registry.jobs, on_progress=on_progress,
+                                mount_from=origins.sources(layout.root, target))
         try:
             yield uploader.submit
             uploader.finish()

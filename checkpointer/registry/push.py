@@ -214,10 +214,10 @@ class BlobUploader:
     the manifest (and so the tag) is written by push() afterwards, which then finds them there."""
 
     def __init__(self, layout: Layout, dest: RegistryRef, *, registry: Registry, jobs: int = 4,
-                 on_progress: OnProgress | None = None) -> None:
+                 on_progress: OnProgress | None = None, mount_from: Sequence[str] = ()) -> None:
         self._pusher = _Pusher(registry, layout, dest.repository, jobs=jobs,
                                counter=Counter("upload", 0, on_progress), stream_threshold=STREAM_THRESHOLD,
-                               mount_from=())
+                               mount_from=mount_from)
         self._pool = ThreadPoolExecutor(max(1, jobs), thread_name_prefix="ckpt-upload")
         self._futures: list[Future] = []
         self._seen: set[str] = set()

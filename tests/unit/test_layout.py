@@ -416,3 +416,24 @@ def test_an_index_json_bigger_than_a_registry_manifest_stays_usable(store: Layou
     store.tag("one-more:v1", desc)
     assert len(store.refs()) == 14_000
     assert store.gc() == 0
+
+
+def test_abort_removes_the_file_even_when_the_final_flush_fails(tmp_path):
+    """On a full disk closing the writer fails too; the half-written blob must still go."""
+    import errno
+
+    layout = Layout(tmp_path / "s", create=True)
+    writer = layout.writer()
+    writer.write(b"x" * 100)  # still in the buffer
+
+    class FullDisk:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def close(self):
+            self.inner.close()
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    writer._file = FullDisk(writer._file)
+    writer.abort()
+    assert list((layout.root / "ingest").iterdir()) == []
