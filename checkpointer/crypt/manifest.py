@@ -29,7 +29,7 @@ from .layer import LayerSecrets, decrypt_layer, describe, encrypt_layer, unwrap_
 
 def is_encrypted(manifest: Manifest) -> bool:
     """Whether any layer of `manifest` is encrypted (so decrypt_manifest must run before use)."""
-    return any(spec.is_encrypted_media_type(layer.media_type) for layer in manifest.layers)
+    return manifest.encrypted
 
 
 def encrypt_manifest(layout: Layout, manifest_desc: Descriptor, recipients: Sequence[PublicKey], *,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Mapping
 
-ENCRYPTED_SUFFIX = "+encrypted"
+from ..oci import mediatypes as mt
+
+ENCRYPTED_SUFFIX = mt.ENCRYPTED_SUFFIX
 
 ANNOTATION_PREFIX = "org.opencontainers.image.enc."
 KEYS_PREFIX = ANNOTATION_PREFIX + "keys."
@@ -30,7 +32,7 @@ def encrypted_media_type(media_type: str) -> str:
 
 
 def is_encrypted_media_type(media_type: str) -> bool:
-    return media_type.endswith(ENCRYPTED_SUFFIX)
+    return mt.is_encrypted(media_type)
 
 
 def decrypted_media_type(media_type: str) -> str:

@@ -62,7 +62,7 @@ def _decompressed(media_type: str, raw: BinaryIO) -> BinaryIO:
         return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
     if media_type.endswith(".tar"):
         return raw
-    if media_type.endswith("+encrypted"):
+    if mt.is_encrypted(media_type):
         raise UsageError("this layer is encrypted", hint="give the private key with --decrypt-key KEY.pem")
     raise CorruptData(f"layer media type {media_type!r} is not a tar this version can unpack")
 

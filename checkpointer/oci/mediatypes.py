@@ -16,5 +16,12 @@ CHECKPOINT_ARTIFACT = "application/vnd.ckpt.checkpoint.v1"
 CHECKPOINT_CONFIG = "application/vnd.ckpt.checkpoint.config.v1+json"
 RUNTIME_SPEC = "application/vnd.ckpt.runtime-spec.v1+json"
 
+# OCI layer encryption (ocicrypt) marks an encrypted layer by this suffix on its media type.
+ENCRYPTED_SUFFIX = "+encrypted"
+
 MANIFEST_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
 INDEX_TYPES = (OCI_INDEX, DOCKER_MANIFEST_LIST)
+
+
+def is_encrypted(media_type: str) -> bool:
+    return media_type.endswith(ENCRYPTED_SUFFIX)

@@ -158,6 +158,11 @@ class Manifest:
     def blobs(self) -> tuple[Descriptor, ...]:
         return (self.config, *self.layers)
 
+    @property
+    def encrypted(self) -> bool:
+        """Whether any layer is encrypted (OCI layer encryption): it must be decrypted before use."""
+        return any(mt.is_encrypted(layer.media_type) for layer in self.layers)
+
     @classmethod
     def from_bytes(cls, data: bytes) -> "Manifest":
         obj = _parse_json(data, "manifest")

@@ -9,6 +9,7 @@ from ..format import roles
 from ..format.config import CheckpointConfig
 from ..format.read import Checkpoint, unpack_layer
 from ..oci import annotations as ann
+from ..oci import mediatypes as mt
 from ..oci import tarball
 from ..oci.layout import Layout
 from ..reference import parse
@@ -65,7 +66,7 @@ def _view(ref: str, layout: Layout, checkpoint: Checkpoint, origin: str, home: H
     processes: tuple[criu_images.Process, ...] = ()
     pages = checkpoint.layers(roles.PAGES)
     criu_layers = checkpoint.layers(roles.CRIU)
-    if criu_layers and not any(layer.media_type.endswith("+encrypted") for layer in criu_layers):
+    if criu_layers and not any(mt.is_encrypted(layer.media_type) for layer in criu_layers):
         with home.workdir("inspect-") as work:
             # Command lines live in memory pages; unpack those only when they are small.
             small_pages = pages if sum(layer.size for layer in pages) <= 64 << 20 else []

@@ -120,7 +120,7 @@ def open_source(ref: Ref, home: Home, *, registry: RegistryOptions = RegistryOpt
 
 def _decrypted(layout: Layout, desc: Descriptor, keys: Sequence[Any], need_plaintext: bool) -> Descriptor:
     manifest = layout.read_manifest(desc)
-    if not any(layer.media_type.endswith("+encrypted") for layer in manifest.layers):
+    if not manifest.encrypted:
         return desc
     from ..crypt import KeyRequired, decrypt_manifest
 

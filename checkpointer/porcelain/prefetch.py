@@ -31,8 +31,7 @@ class ImagePrefetch:
         self._stack.close()
 
     def on_manifest(self, manifest: Manifest) -> None:
-        encrypted = any(layer.media_type.endswith("+encrypted") for layer in manifest.layers)
-        if not is_checkpoint(manifest) or encrypted or self.work is not None:
+        if not is_checkpoint(manifest) or manifest.encrypted or self.work is not None:
             return
         size = sum(int(layer.annotations.get(pages.LENGTH_KEY, layer.size)) for layer in manifest.layers
                    if layer.media_type == pages.MEDIA_TYPE)
