@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Iterator
 
@@ -52,6 +53,12 @@ class Home:
         if not self.root.exists():
             self.root.mkdir(mode=0o700, parents=True)  # it will hold memory images: owner only
         return Layout(self.store_path, create=True)
+
+    def rescue_path(self, name: str, suffix: str = "") -> Path:
+        """Where to keep what a failed save could not put back: $CKPT_HOME/rescue/NAME-TIME."""
+        path = self.root / "rescue" / f"{name}-{datetime.now():%Y%m%dT%H%M%S}{suffix}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
 
     def bundle_path(self, name: str) -> Path:
         return self.root / "containers" / name

@@ -86,8 +86,7 @@ def _put_back(podman: Podman, ctr: PodmanContainer, export: Path, options: CriuO
     try:
         podman.restore_in_place(ctr.id, options)
     except CkptError as exc:
-        rescue = home.root / "rescue" / f"{store_name_for(ctr.name)}-{datetime.now():%Y%m%dT%H%M%S}.tar"
-        rescue.parent.mkdir(parents=True, exist_ok=True)
+        rescue = home.rescue_path(store_name_for(ctr.name), ".tar")
         shutil.copyfile(export, rescue)
         raise CkptError(f"save failed after the dump, and putting the container back failed too: {exc}",
                         hint=f"Podman's export was kept in {rescue}; `podman container restore --import "

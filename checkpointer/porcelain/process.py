@@ -75,8 +75,7 @@ def _put_back(images: Path, work: Path, options: CriuOptions, name: str, home: H
     try:
         rpc.restore(images, rollback, options)
     except CkptError as exc:
-        rescue = home.root / "rescue" / f"{store_name_for(name)}-{datetime.now():%Y%m%dT%H%M%S}"
-        rescue.parent.mkdir(parents=True, exist_ok=True)
+        rescue = home.rescue_path(store_name_for(name))
         images.rename(rescue)
         raise CkptError(f"save failed after the dump, and putting the processes back failed too: {exc}",
                         hint=f"the CRIU images were kept in {rescue}; `criu restore -D {rescue} -d` "

@@ -234,8 +234,7 @@ def _put_back(runc: Runc, container_id: str, bundle: Path, images: Path, work: P
     try:
         runc.restore(container_id, bundle, images, restore_work, options.for_restore())
     except CkptError as exc:
-        rescue = home.root / "rescue" / f"{store_name_for(container_id)}-{datetime.now():%Y%m%dT%H%M%S}"
-        rescue.parent.mkdir(parents=True, exist_ok=True)
+        rescue = home.rescue_path(store_name_for(container_id))
         images.rename(rescue)
         raise CkptError(f"save failed after the dump, and putting the container back failed too: {exc}",
                         hint=f"the CRIU images were kept in {rescue}; `runc restore --image-path` "
