@@ -105,7 +105,7 @@ def _packed(spool: Spool, job: Job, settings: HookSettings, rootfs_fd: int | Non
     with disk_errors("could not pack the checkpoint"):
         desc = write_checkpoint(layout, images=images, rootfs=rootfs, spec=(job_dir / "spec.json").read_bytes(),
                                 config=config)
-    size = desc.size + sum(b.size for b in layout.read_manifest(desc).blobs())
+    size = layout.read_manifest(desc).total_size(desc.size)
     shutil.rmtree(images, ignore_errors=True)
     job = job.moved(PUBLISHING, f"packed {desc.digest} ({size} bytes) in {time.monotonic() - started:.1f} s",
                     digest=desc.digest, size=size)

@@ -158,6 +158,10 @@ class Manifest:
     def blobs(self) -> tuple[Descriptor, ...]:
         return (self.config, *self.layers)
 
+    def total_size(self, own_size: int) -> int:
+        """Bytes of this manifest (`own_size`, as stored) and of every blob it names."""
+        return own_size + sum(b.size for b in self.blobs())
+
     @property
     def encrypted(self) -> bool:
         """Whether any layer is encrypted (OCI layer encryption): it must be decrypted before use."""

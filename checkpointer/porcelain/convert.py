@@ -40,7 +40,7 @@ def convert(src: str, dest: str, *, compat: str = "ckpt", home: Home | None = No
         if isinstance(target, ArchiveRef):
             size = target.path.stat().st_size
         else:
-            size = desc.size + sum(b.size for b in store.read_manifest(desc).blobs())
+            size = store.read_manifest(desc).total_size(desc.size)
         return ConvertResult(source=str(source_ref), destination=str(target), origin=source.origin, compat=compat,
                              digest=desc.digest, size=size)
 

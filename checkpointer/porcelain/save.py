@@ -149,7 +149,7 @@ def publish_all(store: Layout, desc: Descriptor, dests: list[Ref], compat: str |
 
 def result(store: Layout, container: str, dests: list[Ref], desc: Descriptor, left_running: bool) -> SaveResult:
     manifest = store.read_manifest(desc)
-    size = desc.size + sum(b.size for b in manifest.blobs())
+    size = manifest.total_size(desc.size)
     return SaveResult(container=container, references=tuple(str(d) for d in dests), digest=desc.digest, size=size,
                       left_running=left_running)
 

@@ -28,7 +28,7 @@ def list_checkpoints(*, home: Home | None = None) -> list[StoreEntry]:
         except (CorruptData, NotFound, UsageError):
             out.append(StoreEntry(name, desc.digest, "?", "?", 0))
             continue
-        size = sum(b.size for b in checkpoint.manifest.blobs()) + desc.size
+        size = checkpoint.manifest.total_size(desc.size)
         out.append(StoreEntry(name, desc.digest, checkpoint.config.container_name, checkpoint.config.created, size))
     return sorted(out, key=lambda e: e.reference)
 

@@ -28,5 +28,5 @@ def copy(src: str, dest: str | None = None, *, home: Home | None = None,
         layout, desc = resolve_source(source, home, registry=registry, on_progress=on_progress)
         checkpoint = open_checkpoint(layout, desc)  # refuse to copy what is not a checkpoint
         publish(layout, desc, target, registry=registry, on_progress=on_progress)
-    size = desc.size + sum(b.size for b in checkpoint.manifest.blobs())
+    size = checkpoint.manifest.total_size(desc.size)
     return CopyResult(source=str(source), destination=str(target), digest=desc.digest, size=size)
