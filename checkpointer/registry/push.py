@@ -27,7 +27,9 @@ from .referrers import add_to_referrers_tag
 
 log = logging.getLogger(__name__)
 
-STREAM_THRESHOLD = 8 << 20   # blobs above this are streamed (PATCH) instead of held in memory
+# Blobs above this are streamed (PATCH) instead of held in memory. A pages chunk that zstd could
+# not shrink is 8 MiB plus its block headers: it still goes in one PUT, one request fewer.
+STREAM_THRESHOLD = (8 << 20) + (64 << 10)
 UPLOAD_RESTARTS = 3          # a blob upload whose session was lost is started again this often
 BLOCK = 1 << 20
 
