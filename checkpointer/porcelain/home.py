@@ -80,6 +80,14 @@ class Home:
             shutil.rmtree(path, ignore_errors=True)
             os.close(owner)
 
+    def packing_layout(self, work: Path, size_hint: int) -> Layout:
+        """Where a checkpoint that leaves this host at once (for a registry, a layout, an archive) is
+        packed: beside its CRIU images in memory when there is room, so its bytes never touch the
+        disk; else the store, as for a local save."""
+        if work.is_relative_to(TMPFS) and _fast_scratch(size_hint):
+            return Layout(work / "packed", create=True)
+        return self.store()
+
 
 @contextmanager
 def disk_errors(what: str) -> Iterator[None]:

@@ -143,8 +143,9 @@ def _index_annotations(ref: RegistryRef, opts: RegistryOptions) -> Mapping[str, 
 
 
 def publish(layout: Layout, desc: Descriptor, dest: Ref, *, registry: RegistryOptions = RegistryOptions(),
-            on_progress: OnProgress = noop) -> Descriptor:
-    """Make `desc` (whose blobs are in `layout`) reachable under `dest`; the tag is written last."""
+            on_progress: OnProgress = noop, store_root: Path | None = None) -> Descriptor:
+    """Make `desc` (whose blobs are in `layout`) reachable under `dest`; the tag is written last.
+    `store_root` is the store whose registry pushes are remembered, when `layout` is a scratch one."""
     if isinstance(dest, StoreRef):
         if dest.digest:
             raise UsageError("a destination names a tag, not a digest")
@@ -162,8 +163,8 @@ def publish(layout: Layout, desc: Descriptor, dest: Ref, *, registry: RegistryOp
             raise UsageError("push to a tag, not a digest")
         with _registry(dest, registry) as reg:
             pushed = push(layout, desc, dest, registry=reg, jobs=registry.jobs, on_progress=on_progress,
-                          mount_from=origins.sources(layout.root, dest))
-        origins.remember(layout.root, dest)
+                          mount_from=origins.sources(store_root or layout.root, dest))
+        origins.remember(store_root or layout.root, dest)
         return pushed
     assert isinstance(dest, ArchiveRef)
     from ..compat.write_archive import export_archive
@@ -182,7 +183,8 @@ def preflight(dest: Ref, *, registry: RegistryOptions = RegistryOptions()) -> No
 
 @contextmanager
 def early_upload(dests: list[Ref], layout: Layout, *, registry: RegistryOptions = RegistryOptions(),
-                 on_progress: OnProgress = noop) -> Iterator[Callable[[Descriptor], None] | None]:
+                 on_progress: OnProgress = noop, store_root: Path | None = None
+                 ) -> Iterator[Callable[[Descriptor], None] | None]:
     """While a checkpoint is being written, upload each finished blob to the (first) registry
     destination at once; the manifest and tag still come only from publish(), afterwards.
     Yields the callback to hand each stored blob to, or None when no registry is involved."""
@@ -194,7 +196,7 @@ def early_upload(dests: list[Ref], layout: Layout, *, registry: RegistryOptions 
 
     with _registry(target, registry) as reg:
         uploader = BlobUploader(layout, target, registry=reg, jobs=registry.jobs, on_progress=on_progress,
-                                mount_from=origins.sources(layout.root, target))
+                                mount_from=origins.sources(store_root or layout.root, target))
         try:
             yield uploader.submit
             uploader.finish()

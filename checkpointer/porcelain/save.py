@@ -121,9 +121,11 @@ def destinations(name: str, dest: str | None, now: datetime) -> list[Ref]:
 
 
 def publish_all(store: Layout, desc: Descriptor, dests: list[Ref], compat: str | None, *,
-                registry: RegistryOptions, on_progress: OnProgress, encrypt_to: Sequence[Any] = ()) -> Descriptor:
+                registry: RegistryOptions, on_progress: OnProgress, encrypt_to: Sequence[Any] = (),
+                store_root: Path | None = None) -> Descriptor:
     """Convert to the `compat` shape or encrypt if asked, then tag or push the checkpoint at every
-    destination. Encrypted, the plaintext blobs are dropped from the store afterwards."""
+    destination. Encrypted, the plaintext blobs are dropped from the store afterwards. `store`
+    may be a scratch layout; `store_root` is then the real store (see publish())."""
     if encrypt_to:
         from ..crypt import encrypt_manifest
 
@@ -132,7 +134,7 @@ def publish_all(store: Layout, desc: Descriptor, dests: list[Ref], compat: str |
             desc = encrypt_manifest(store, desc, encrypt_to)
         try:
             for target in dests:
-                publish(store, desc, target, registry=registry, on_progress=on_progress)
+                publish(store, desc, target, registry=registry, on_progress=on_progress, store_root=store_root)
         finally:
             store.discard(plaintext)  # memory in clear stays on this disk no longer than needed
         return desc
@@ -143,7 +145,7 @@ def publish_all(store: Layout, desc: Descriptor, dests: list[Ref], compat: str |
         with disk_errors("could not convert the checkpoint"):
             desc = write_compat(store, open_checkpoint(store, desc), compat, on_progress=on_progress)
     for target in dests:
-        publish(store, desc, target, registry=registry, on_progress=on_progress)
+        publish(store, desc, target, registry=registry, on_progress=on_progress, store_root=store_root)
     return desc
 
 
@@ -171,13 +173,15 @@ def _save_runc(container_id: str, dest: str | None, *, runc_root: Path | None, o
         engine="runc", runtime="runc", runtime_version=runc.version(), criu_version=probe.version(),
         host=info, container_id=container_id, container_name=container_id,
         created=now.strftime("%Y-%m-%dT%H:%M:%SZ"), criu_options=options, ckpt_version=__version__)
+    local = any(isinstance(d, StoreRef) for d in dests)
     store = home.store()
     with phase("preflight"):
         for target in dests:
             preflight(target, registry=registry)
         subject_desc = subject_for(subject, dests, registry=registry) if subject else None
 
-    with home.workdir("save-", size_hint=tree_rss(state.pid)) as work:
+    size_hint = tree_rss(state.pid)
+    with home.workdir("save-", size_hint=size_hint) as work:
         images, criu_work = work / "images", work / "criu"
         images.mkdir()
         criu_work.mkdir()
@@ -198,16 +202,18 @@ def _save_runc(container_id: str, dest: str | None, *, runc_root: Path | None, o
                 guard.fire()
             raise
         try:
+            packed = store if local else home.packing_layout(work, size_hint)
             with disk_errors("could not store the checkpoint"), \
-                    early_upload(dests if compat in (None, "ckpt") and not encrypt_to else [], store,
-                                 registry=registry, on_progress=on_progress) as on_blob, \
+                    early_upload(dests if compat in (None, "ckpt") and not encrypt_to else [], packed,
+                                 registry=registry, on_progress=on_progress, store_root=store.root) as on_blob, \
                     phase("pack+upload"):
-                desc = write_checkpoint(store, images=images, rootfs=rootfs,
+                desc = write_checkpoint(packed, images=images, rootfs=rootfs,
                                         spec=(state.bundle / "config.json").read_bytes(), config=config,
                                         subject=subject_desc, on_progress=on_progress, on_blob=on_blob)
             with phase("publish"):
-                desc = publish_all(store, desc, dests, compat, registry=registry, on_progress=on_progress,
-                                   encrypt_to=encrypt_to)
+                desc = publish_all(packed, desc, dests, compat, registry=registry, on_progress=on_progress,
+                                   encrypt_to=encrypt_to, store_root=store.root)
+                saved = result(packed, container_id, dests, desc, options.leave_running)
         except BaseException as exc:
             if guard:
                 guard.fire()
@@ -223,7 +229,7 @@ def _save_runc(container_id: str, dest: str | None, *, runc_root: Path | None, o
                 guard.keep()
                 with phase("stop"):
                     runc.delete(container_id)
-    return result(store, container_id, dests, desc, options.leave_running)
+    return saved
 
 
 def _put_back(runc: Runc, container_id: str, bundle: Path, images: Path, work: Path,

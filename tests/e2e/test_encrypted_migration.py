@@ -36,10 +36,10 @@ def test_encrypted_save_push_and_restore(bundle_template, tmp_path, runc_root, c
         assert manifest["layers"] and all(layer["mediaType"].endswith("+encrypted") for layer in manifest["layers"])
         assert all("org.opencontainers.image.enc.keys.jwe" in layer["annotations"] for layer in manifest["layers"])
         # The plaintext never stays behind in the local store either: no zstd layer or chunk (they
-        # start with zstd's magic number), no runtime spec (JSON with "ociVersion") is left.
-        blobs = list((ckpt_home / "store" / "blobs" / "sha256").iterdir())
-        assert blobs
-        for blob in blobs:
+        # start with zstd's magic number), no runtime spec (JSON with "ociVersion") is left. (A
+        # checkpoint bound for a registry is packed in memory when there is room: then the store
+        # holds nothing of it at all.)
+        for blob in (ckpt_home / "store" / "blobs" / "sha256").iterdir():
             data = blob.read_bytes()
             assert not data.startswith(b"\x28\xb5\x2f\xfd"), f"plaintext layer {blob.name} left in the store"
             assert b'"ociVersion"' not in data, f"plaintext runtime spec {blob.name} left in the store"
