@@ -27,3 +27,17 @@ def test_second_repository_mounts_instead_of_uploading(registry_none, tmp_path):
         got = pull(second, type(art.layout)(tmp_path / "check", create=True), registry=reg)
     assert got.digest == art.desc.digest
     locations._clients.clear()
+
+
+def test_pushes_from_a_scratch_layout_are_remembered_in_the_store(registry_none, tmp_path):
+    """A save bound for a registry packs in a scratch layout (tmpfs); the store must still learn
+    where the blobs went, or the next push to another repository uploads everything again."""
+    art = make_artifact(tmp_path / "scratch", big=300_000)
+    store = tmp_path / "store"
+    store.mkdir()
+    first = RegistryRef(registry_none.host, "team/scratch-first", "v1")
+    second = RegistryRef(registry_none.host, "team/scratch-second", "v1")
+    publish(art.layout, art.desc, first, registry=RegistryOptions(), store_root=store)
+    assert origins.sources(store, second) == ("team/scratch-first",)
+    assert origins.sources(art.layout.root, second) == ()
+    locations._clients.clear()
