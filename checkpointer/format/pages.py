@@ -13,7 +13,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 import zstandard
 
@@ -213,9 +213,12 @@ def check_placed(layers: list[Descriptor], images: Path) -> None:
 
 
 def unpack_pages(layout: Layout, layers: list[Descriptor], images: Path, *, complete: bool = True,
-                 on_progress: OnProgress = noop) -> None:
+                 on_progress: OnProgress = noop, verified: Mapping[str, bytes] | None = None) -> None:
     """Write every chunk to its place in its pages file, in parallel; each blob is verified first.
-    `complete` says `layers` are all the chunks, which must then cover each file exactly."""
+    `complete` says `layers` are all the chunks, which must then cover each file exactly.
+    `verified` holds blobs this process has just checked against their digests (a pull that kept
+    them in memory), by digest: they are used as they are instead of being read and hashed again.
+    The files must be new (`images` is a fresh work directory): what no chunk writes reads as zeros."""
     if complete:
         sizes = check_coverage(layers)
     else:
@@ -234,19 +237,12 @@ def unpack_pages(layout: Layout, layers: list[Descriptor], images: Path, *, comp
 
         def place(desc: Descriptor) -> None:
             if not hasattr(local, "decompressor"):
-                local.decompressor = zstandard.ZstdDecompressor()
+                local.decompressor, local.buffer = zstandard.ZstdDecompressor(), bytearray(PIECE)
             chunk = _placement(desc)
-            packed = layout.read_blob(desc)  # digest and size checked before a byte is used
-            try:
-                raw = local.decompressor.decompress(packed, max_output_size=max(chunk.length, 1))
-            except zstandard.ZstdError as exc:
-                raise CorruptData(f"pages chunk {desc.digest} is not valid zstd: {exc}") from None
-            if len(raw) != chunk.length:
-                raise CorruptData(f"pages chunk {desc.digest} holds {len(raw)} bytes, not {chunk.length}")
-            view = memoryview(raw)
-            written = 0
-            while written < len(view):
-                written += os.pwrite(fds[chunk.name], view[written:], chunk.offset + written)
+            packed = verified.get(desc.digest) if verified else None
+            if packed is None:
+                packed = layout.read_blob(desc)  # digest and size checked before a byte is used
+            _write_chunk(fds[chunk.name], chunk, packed, desc.digest, local.decompressor, local.buffer)
             progress.add(chunk.length)
 
         with ThreadPoolExecutor(workers(), thread_name_prefix="unpack-pages") as pool:
@@ -254,3 +250,36 @@ def unpack_pages(layout: Layout, layers: list[Descriptor], images: Path, *, comp
     finally:
         for fd in fds.values():
             os.close(fd)
+
+
+PIECE = 1 << 20
+_ZEROS = bytes(PIECE)
+
+
+def _write_chunk(fd: int, chunk: _Chunk, packed: bytes, digest: str, decompressor: zstandard.ZstdDecompressor,
+                 buffer: bytearray) -> None:
+    """Decompress one chunk to its offset, a piece at a time through `buffer` (never more than a
+    piece in memory, whatever the blob claims). A piece of zeros is not written: in a new file it
+    reads back as zeros anyway (a hole), and dumps are often half zero pages, whose copying and
+    memory this saves."""
+    view = memoryview(buffer)
+    pos, end, skipped = chunk.offset, chunk.offset + chunk.length, False
+    try:
+        with decompressor.stream_reader(packed, read_size=PIECE, read_across_frames=True) as reader:
+            while n := reader.readinto(buffer):
+                if pos + n > end:
+                    raise CorruptData(f"pages chunk {digest} holds more than its {chunk.length} bytes")
+                skipped = n == PIECE and buffer == _ZEROS
+                if not skipped:
+                    written = 0
+                    while written < n:
+                        written += os.pwrite(fd, view[written:n], pos + written)
+                pos += n
+    except zstandard.ZstdError as exc:
+        raise CorruptData(f"pages chunk {digest} is not valid zstd: {exc}") from None
+    finally:
+        view.release()
+    if pos != end:
+        raise CorruptData(f"pages chunk {digest} holds {pos - chunk.offset} bytes, not {chunk.length}")
+    if skipped:  # the file must still reach the chunk's end
+        os.pwrite(fd, b"\0", end - 1)

@@ -40,11 +40,17 @@ class ImagePrefetch:
         self.manifest = manifest
         self._store = self._home.store()
 
-    def on_blob(self, desc: Descriptor) -> None:
-        if self.work is None or desc.media_type != pages.MEDIA_TYPE:
+    def on_blob(self, desc: Descriptor, data: bytes | None = None) -> None:
+        """`desc` is in the store, verified (and `data` is its bytes, when the pull kept them)."""
+        if self.work is None or self.manifest is None or desc.media_type != pages.MEDIA_TYPE:
             return
         assert self._store is not None
-        pages.unpack_pages(self._store, [desc], self.work / "images", complete=False)
+        # Every chunk with this content: equal memory at two places (zero pages, copied buffers)
+        # is one blob, pulled once, placed at each.
+        chunks = [layer for layer in self.manifest.layers
+                  if layer.digest == desc.digest and layer.media_type == pages.MEDIA_TYPE]
+        pages.unpack_pages(self._store, chunks, self.work / "images", complete=False,
+                           verified={desc.digest: data} if data is not None else None)
         with self._lock:
             self.placed.add(desc.digest)
 

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 MAX_RESUMES = 5
 CHUNK = 1 << 20
+KEEP_LIMIT = 16 << 20  # blobs up to this size (pages chunks) are also handed over in memory
 _CUT_OFF = (requests.exceptions.ChunkedEncodingError, requests.ConnectionError, urllib3.exceptions.HTTPError,
             ConnectionError, TimeoutError)
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
@@ -70,12 +71,15 @@ def choose_manifest(index: Index, wanted: str | None, what: str) -> Descriptor:
 
 
 class _Download:
-    def __init__(self, reg: Registry, layout: Layout, repository: str, counter: Counter) -> None:
+    def __init__(self, reg: Registry, layout: Layout, repository: str, counter: Counter, *, keep: bool) -> None:
         self.reg, self.layout, self.repo, self.counter = reg, layout, repository, counter
+        self.keep = keep
 
-    def run(self, desc: Descriptor) -> None:
+    def run(self, desc: Descriptor) -> bytes | None:
+        """Download `desc` into the layout; its bytes too, once verified, if it is small and `keep`."""
         path = f"/v2/{self.repo}/blobs/{desc.digest}"
         writer: BlobWriter = self.layout.writer()
+        kept: list[bytes] | None = [] if self.keep and desc.size <= KEEP_LIMIT else None
         committed = False
         failures = 0
         try:
@@ -90,13 +94,15 @@ class _Download:
                         # no usable partial answer: throw away what we have and start over
                         log.info("blob %s: HTTP %d to a Range request; starting over", desc.digest, resp.status_code)
                         writer = self._restart(writer)
+                        if kept is not None:
+                            kept.clear()
                         if resp.status_code != 200:
                             failures += 1
                             if failures > MAX_RESUMES:
                                 raise CorruptData(f"blob {desc.digest}: the registry keeps refusing Range requests")
                             continue
                     try:
-                        self._copy(resp, writer, desc)
+                        self._copy(resp, writer, desc, kept)
                     except _CUT_OFF as exc:
                         failures += 1
                         if failures > MAX_RESUMES:
@@ -107,9 +113,9 @@ class _Download:
                         time.sleep(min(2.0, 0.05 * 2 ** failures))
                         continue
                 if writer.size == desc.size:
-                    writer.commit(desc.media_type, expected=desc.digest)
+                    writer.commit(desc.media_type, expected=desc.digest)  # the digest check
                     committed = True
-                    return
+                    return b"".join(kept) if kept is not None else None
                 failures += 1  # the stream ended early without an error: resume
                 if failures > MAX_RESUMES:
                     raise CorruptData(f"blob {desc.digest} is truncated: {writer.size} of {desc.size} bytes")
@@ -126,12 +132,14 @@ class _Download:
         writer.abort()
         return self.layout.writer()
 
-    def _copy(self, resp: requests.Response, writer: BlobWriter, desc: Descriptor) -> None:
+    def _copy(self, resp: requests.Response, writer: BlobWriter, desc: Descriptor, kept: list[bytes] | None) -> None:
         # read1: whatever has arrived, so a connection cut keeps every byte received before it
         while chunk := resp.raw.read1(CHUNK, decode_content=True):
             if writer.size + len(chunk) > desc.size:
                 raise CorruptData(f"blob {desc.digest} is longer than its {desc.size} bytes")
             writer.write(chunk)
+            if kept is not None:
+                kept.append(chunk)
             self.counter.add(len(chunk), desc.digest)
 
 
@@ -151,11 +159,13 @@ def _resolve(reg: Registry, src: RegistryRef, wanted: str | None) -> Fetched:
 def pull(src: RegistryRef, layout: Layout, *, registry: Registry | None = None, jobs: int = 4,
          on_progress: OnProgress | None = None, platform: str | None = None,
          on_manifest: Callable[[Manifest], None] | None = None,
-         on_blob: Callable[[Descriptor], None] | None = None) -> Descriptor:
+         on_blob: Callable[[Descriptor, bytes | None], None] | None = None) -> Descriptor:
     """Fetch `src` (an index resolves to the manifest for `platform`, default this host) and all its
     blobs into `layout`. Stores the manifest blob (untagged) and returns its descriptor.
     `on_manifest` hears of the manifest before any blob is fetched; `on_blob` of each blob (from a
-    worker thread) as soon as it is in `layout`, verified: a caller can start using it at once."""
+    worker thread) as soon as it is in `layout`, verified: a caller can start using it at once.
+    A blob of up to KEEP_LIMIT bytes that was downloaded comes with its verified bytes, so the
+    caller need not read and hash it again; others come with None."""
     own = registry is None
     reg = registry or Registry(src.api_host)
     try:
@@ -166,15 +176,16 @@ def pull(src: RegistryRef, layout: Layout, *, registry: Registry | None = None, 
         blobs = list({b.digest: b for b in manifest.blobs()}.values())
         counter = Counter("pull", sum(b.size for b in blobs), on_progress)
         missing = [b for b in blobs if not layout.has_blob(b.digest)]
-        download = _Download(reg, layout, src.repository, counter)
+        download = _Download(reg, layout, src.repository, counter, keep=on_blob is not None)
 
         def fetch(blob: Descriptor) -> None:
+            data = None
             if blob in missing:
-                download.run(blob)
+                data = download.run(blob)
             else:
                 counter.add(blob.size, blob.digest)
             if on_blob:
-                on_blob(blob)
+                on_blob(blob, data)
 
         run_parallel(fetch, blobs, jobs=jobs, name="ckpt-pull")
         stored = layout.put_bytes(got.data, got.media_type)
