@@ -13,6 +13,7 @@ from the images just taken.
 from __future__ import annotations
 
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -160,25 +161,30 @@ def _save_runc(container_id: str, dest: str | None, *, runc_root: Path | None, o
                compat: str | None, encrypt_to: Sequence[Any], subject: str | None, home: Home,
                registry: RegistryOptions, on_progress: OnProgress) -> SaveResult:
     runc = Runc(root=runc_root)
-    state = runc.state(container_id)
-    if state.status not in ("running", "paused"):
-        raise UsageError(f"container {container_id!r} is {state.status}, not running",
-                         hint="only running containers can be checkpointed")
-    spec = load_spec(state.bundle)
-    rootfs = rootfs_of(state.bundle, spec)
     now = datetime.now(timezone.utc)
     dests = destinations(container_id, dest, now)
-    info = host_info()
-    config = CheckpointConfig(
-        engine="runc", runtime="runc", runtime_version=runc.version(), criu_version=probe.version(),
-        host=info, container_id=container_id, container_name=container_id,
-        created=now.strftime("%Y-%m-%dT%H:%M:%SZ"), criu_options=options, ckpt_version=__version__)
+    # The registry check (with the import of the HTTP stack) and the version probes run while runc
+    # is asked about the container: one after the other they were a tenth of a small save.
+    with ThreadPoolExecutor(4, thread_name_prefix="preflight") as pool:
+        checks = [pool.submit(preflight, target, registry=registry) for target in dests]
+        runtime_version, criu_version = pool.submit(runc.version), pool.submit(probe.version)
+        state = runc.state(container_id)
+        if state.status not in ("running", "paused"):
+            raise UsageError(f"container {container_id!r} is {state.status}, not running",
+                             hint="only running containers can be checkpointed")
+        spec = load_spec(state.bundle)
+        rootfs = rootfs_of(state.bundle, spec)
+        with phase("preflight"):
+            for check in checks:
+                check.result()
+            subject_desc = subject_for(subject, dests, registry=registry) if subject else None
+        config = CheckpointConfig(
+            engine="runc", runtime="runc", runtime_version=runtime_version.result(),
+            criu_version=criu_version.result(), host=host_info(), container_id=container_id,
+            container_name=container_id, created=now.strftime("%Y-%m-%dT%H:%M:%SZ"), criu_options=options,
+            ckpt_version=__version__)
     local = any(isinstance(d, StoreRef) for d in dests)
     store = home.store()
-    with phase("preflight"):
-        for target in dests:
-            preflight(target, registry=registry)
-        subject_desc = subject_for(subject, dests, registry=registry) if subject else None
 
     size_hint = tree_rss(state.pid)
     with home.workdir("save-", size_hint=size_hint) as work:
@@ -228,7 +234,7 @@ def _save_runc(container_id: str, dest: str | None, *, runc_root: Path | None, o
             else:
                 guard.keep()
                 with phase("stop"):
-                    runc.delete(container_id)
+                    runc.stop(container_id, state.pid)
     return saved
 
 
