@@ -23,6 +23,7 @@ from .auth import scope
 from .client import Registry
 from .counter import Counter
 from .parallel import run_parallel
+from .transport import error_codes
 from .referrers import add_to_referrers_tag
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,8 @@ class _Pusher:
         self.stream_threshold = stream_threshold
         self.mount_from = tuple(r for r in mount_from if r != repository)
         self.scopes = (scope(repository, "pull", "push"),)
+        self._new_repository: bool | None = None
+        self._new_lock = threading.Lock()
 
     # -- blobs ----------------------------------------------------------------------------------
 
@@ -85,10 +88,30 @@ class _Pusher:
     def exists(self, desc: Descriptor) -> bool:
         if (self.repo, desc.digest) in self.reg.uploaded:
             return True
+        if self.new_repository():
+            return False
         resp = self.reg.request("HEAD", f"/v2/{self.repo}/blobs/{desc.digest}", scopes=self.scopes,
                                 what=f"checking blob {desc.digest}", ok=(200, 404))
         resp.close()
         return resp.status_code == 200
+
+    def new_repository(self) -> bool:
+        """True when the registry says the repository does not exist (its tag list answers 404
+        NAME_UNKNOWN): it holds no blob then, and a HEAD for each one would only cost a request
+        each. Asked once; any other answer keeps the HEADs. (A repository with blobs but no tag,
+        after an interrupted push, looks new too: its blobs are then sent again, no harm done.)"""
+        with self._new_lock:
+            if self._new_repository is None:
+                try:
+                    resp = self.reg.request("GET", f"/v2/{self.repo}/tags/list?n=1", scopes=self.scopes,
+                                            what=f"listing the tags of {self.repo}", ok=(200, 404))
+                except RegistryError:  # refused, or an odd answer: ask blob by blob
+                    self._new_repository = False
+                else:
+                    codes = error_codes(resp)[0] if resp.status_code == 404 else ()
+                    resp.close()
+                    self._new_repository = "NAME_UNKNOWN" in codes
+            return self._new_repository
 
     def push_blob(self, desc: Descriptor) -> None:
         if self.exists(desc):
