@@ -58,11 +58,11 @@ def chunk_size_for(total: int, base: int = CHUNK_SIZE) -> int:
 
 def _regions(images: Path) -> dict[str, list[tuple[int, int]]]:
     """pages file name -> [(vaddr, bytes)] of the memory it holds, in file order (from pagemaps)."""
-    from ..criu.images import PAGE_SIZE, load, present_regions  # pycriu: optional, imported late
+    from ..criu.images import PAGE_SIZE, read_pagemap
 
     out: dict[str, list[tuple[int, int]]] = {}
     for pagemap in sorted(images.glob("pagemap-*.img")):
-        header, regions = present_regions(load(pagemap))
+        header, regions = read_pagemap(pagemap)
         merged: list[tuple[int, int]] = []
         for vaddr, pages in regions:  # CRIU splits runs of pages at its pipe size: join them again
             if merged and merged[-1][0] + merged[-1][1] == vaddr:
