@@ -11,7 +11,6 @@ from rich.console import Console
 from rich.markup import escape
 
 __all__ = ["escape", "err", "out", "print_json", "progress", "show_error", "show_unexpected"]
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TransferSpeedColumn
 
 from .errors import CkptError, CriuFailed, RegistryError, RuntimeFailed
 from .progress import OnProgress, Update
@@ -64,6 +63,9 @@ def progress(enabled: bool) -> Iterator[OnProgress]:
     if not enabled or not err.is_terminal:
         yield lambda update: None
         return
+    # Imported here: progress bars are drawn on terminals only, and rich.progress costs ~15 ms.
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TransferSpeedColumn
+
     bars = Progress(TextColumn("{task.description:<16}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                     TimeElapsedColumn(), console=err, transient=False)
     tasks: dict[str, Any] = {}
