@@ -155,7 +155,13 @@ def restore(ref: str, *, name: str | None = None, engine: str | None = None, run
         with container_lock("runc", runc_root, name or checkpoint.config.container_id, home.root):
             return _restore_runc(layout, checkpoint, digest, name=name, runc_root=runc_root, home=home,
                                  force=force, if_running=if_running, on_progress=on_progress,
-                                 prefetched=prefetch.images_for(checkpoint.manifest))
+                                 prefetched=prefetch.images_for(checkpoint.manifest),
+                                 rootfs=_staged_rootfs(prefetch, checkpoint))
+
+
+def _staged_rootfs(prefetch: ImagePrefetch, checkpoint: Checkpoint) -> Path | None:
+    layer = checkpoint.layer(roles.ROOTFS)
+    return prefetch.rootfs_for(layer) if layer is not None else None
 
 
 def why_not_restorable(layout: Layout, checkpoint: Checkpoint, target: str) -> str | None:
@@ -190,7 +196,10 @@ def _check_host(checkpoint: Checkpoint, force: bool) -> None:
 def _restore_runc(layout: Layout, checkpoint: Checkpoint, digest: str, *, name: str | None,
                   runc_root: Path | None, home: Home, force: bool, if_running: bool,
                   on_progress: OnProgress,
-                  prefetched: tuple[Path, frozenset[str]] | None = None) -> RestoreResult:
+                  prefetched: tuple[Path, frozenset[str]] | None = None,
+                  rootfs: Path | None = None) -> RestoreResult:
+    """`prefetched` and `rootfs`: the image directory and the root filesystem, if they were
+    unpacked while the checkpoint downloaded."""
     runc = Runc(root=runc_root)
     container = name or checkpoint.config.container_id
     bundle = home.bundle_path(container)
@@ -215,7 +224,7 @@ def _restore_runc(layout: Layout, checkpoint: Checkpoint, digest: str, *, name: 
                 placed = frozenset()
                 (work / "images").mkdir()
             with phase("unpack rootfs"):
-                _prepare_bundle(layout, checkpoint, bundle, on_progress)
+                _prepare_bundle(layout, checkpoint, bundle, on_progress, rootfs)
             images = work / "images"
             with phase("unpack images"):
                 unpack_images(layout, checkpoint, images, on_progress=on_progress, placed=placed)
@@ -234,7 +243,8 @@ def _restore_runc(layout: Layout, checkpoint: Checkpoint, digest: str, *, name: 
     return RestoreResult(container, state.pid, bundle, digest)
 
 
-def _prepare_bundle(layout, checkpoint: Checkpoint, bundle: Path, on_progress: OnProgress) -> None:  # noqa: ANN001
+def _prepare_bundle(layout, checkpoint: Checkpoint, bundle: Path, on_progress: OnProgress,  # noqa: ANN001
+                    unpacked: Path | None = None) -> None:
     spec_layer = checkpoint.layer(roles.SPEC)
     rootfs_layer = checkpoint.layer(roles.ROOTFS)
     if spec_layer is None or rootfs_layer is None:
@@ -245,8 +255,15 @@ def _prepare_bundle(layout, checkpoint: Checkpoint, bundle: Path, on_progress: O
         spec["root"] = {**spec.get("root", {}), "path": "rootfs"}
     except (ValueError, TypeError, AttributeError, RecursionError) as exc:
         raise CorruptData(f"the runtime spec in the checkpoint is malformed: {exc}") from None
-    (bundle / "rootfs").mkdir(parents=True)
-    on_progress(Update("unpack rootfs", 0, rootfs_layer.size))
-    unpack_layer(layout, rootfs_layer, bundle / "rootfs", tarball.ROOTFS)
-    on_progress(Update("unpack rootfs", rootfs_layer.size, rootfs_layer.size))
+    bundle.mkdir(parents=True)
+    if unpacked is not None:
+        try:
+            unpacked.rename(bundle / "rootfs")  # unpacked while the rest downloaded
+        except OSError:  # on another filesystem than the bundles: unpack it again below
+            pass
+    if not (bundle / "rootfs").exists():
+        (bundle / "rootfs").mkdir()
+        on_progress(Update("unpack rootfs", 0, rootfs_layer.size))
+        unpack_layer(layout, rootfs_layer, bundle / "rootfs", tarball.ROOTFS)
+        on_progress(Update("unpack rootfs", rootfs_layer.size, rootfs_layer.size))
     (bundle / "config.json").write_text(json.dumps(spec, indent=2))
