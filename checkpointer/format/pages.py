@@ -148,10 +148,10 @@ def _compress_from_file(path: Path, chunk: _Chunk, compressor: zstandard.ZstdCom
 
 
 def write_pages(layout: Layout, images: Path, names: list[str], *, chunk_size: int | None = None,
-                on_progress: OnProgress = noop, on_blob: Callable[[Descriptor], None] | None = None
+                on_progress: OnProgress = noop, on_blob: Callable[[Descriptor, bytes], None] | None = None
                 ) -> list[Descriptor]:
     """Store the pages files `names` of `images` as chunk blobs; returns their descriptors in order.
-    `on_blob` is called (from a worker thread) as each chunk is stored."""
+    `on_blob` is called (from a worker thread) with each chunk and its bytes as it is stored."""
     chunks = _chunks(images, names, chunk_size)
     progress = _Progress("pack pages", sum(c.length for c in chunks), on_progress)
     local = threading.local()
@@ -164,7 +164,7 @@ def write_pages(layout: Layout, images: Path, names: list[str], *, chunk_size: i
                                                     OFFSET_KEY: str(chunk.offset), LENGTH_KEY: str(chunk.length)})
         progress.add(chunk.length)
         if on_blob:
-            on_blob(desc)
+            on_blob(desc, packed)
         return desc
 
     with ThreadPoolExecutor(workers(), thread_name_prefix="pack-pages") as pool:

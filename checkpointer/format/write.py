@@ -54,7 +54,7 @@ def tree_size(root: Path, names: list[str] | None = None) -> int:
     return total
 
 
-OnBlob = Callable[[Descriptor], None]
+OnBlob = Callable[[Descriptor, "bytes | None"], None]  # a stored blob, and its bytes if at hand
 
 
 def write_tar_layer(layout: Layout, root: Path, role: str, *, names: list[str] | None = None,
@@ -94,16 +94,16 @@ def write_checkpoint(layout: Layout, *, images: Path, rootfs: Path | None, spec:
                      on_progress: OnProgress = noop, on_blob: OnBlob | None = None) -> Descriptor:
     """Store a checkpoint made of a CRIU image dir (+ rootfs and runtime spec) and return its manifest.
     `on_blob` hears of each blob as soon as it is stored (to start uploading it at once)."""
-    ready = on_blob or (lambda desc: None)
+    ready = on_blob or (lambda desc, data: None)
     criu_files, pages_files = roles.split_images(images)
     layers = [write_tar_layer(layout, images, roles.CRIU, names=criu_files, on_progress=on_progress)]
-    ready(layers[0])
+    ready(layers[0], None)
     if pages_files:
         layers += write_pages(layout, images, pages_files, on_progress=on_progress, on_blob=ready)
     if rootfs is not None:
         layers.append(write_tar_layer(layout, rootfs, roles.ROOTFS, zero_mtime=False, include_root=True,
                                       on_progress=on_progress))
-        ready(layers[-1])
+        ready(layers[-1], None)
     if spec is not None:
         layers.append(layout.put_bytes(spec, mt.RUNTIME_SPEC, {ann.LAYER_ROLE: roles.SPEC}))
     config_desc = layout.put_bytes(config.to_bytes(), mt.CHECKPOINT_CONFIG)

@@ -184,7 +184,7 @@ def preflight(dest: Ref, *, registry: RegistryOptions = RegistryOptions()) -> No
 @contextmanager
 def early_upload(dests: list[Ref], layout: Layout, *, registry: RegistryOptions = RegistryOptions(),
                  on_progress: OnProgress = noop, store_root: Path | None = None
-                 ) -> Iterator[Callable[[Descriptor], None] | None]:
+                 ) -> Iterator[Callable[[Descriptor, bytes | None], None] | None]:
     """While a checkpoint is being written, upload each finished blob to the (first) registry
     destination at once; the manifest and tag still come only from publish(), afterwards.
     Yields the callback to hand each stored blob to, or None when no registry is involved."""

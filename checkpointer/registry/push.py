@@ -113,7 +113,9 @@ class _Pusher:
                     self._new_repository = "NAME_UNKNOWN" in codes
             return self._new_repository
 
-    def push_blob(self, desc: Descriptor) -> None:
+    def push_blob(self, desc: Descriptor, data: bytes | None = None) -> None:
+        """Upload `desc` unless the repository has it; `data`, if given, is its bytes (else they are
+        read from the layout)."""
         if self.exists(desc):
             log.debug("blob %s already in %s", desc.digest, self.repo)
             self.counter.add(desc.size, desc.digest)
@@ -124,7 +126,7 @@ class _Pusher:
                 self.counter.add(desc.size, desc.digest)
                 return
             try:
-                self._upload(desc, location)
+                self._upload(desc, location, data)
                 self.reg.uploaded.add((self.repo, desc.digest))
                 return
             except RegistryError as exc:
@@ -159,9 +161,10 @@ class _Pusher:
             raise RegistryError(f"registry {self.reg.host} opened an upload without a Location header")
         return urljoin(resp.url, location)
 
-    def _upload(self, desc: Descriptor, location: str) -> None:
-        if desc.size <= self.stream_threshold:
-            data = self._small_blob(desc)
+    def _upload(self, desc: Descriptor, location: str, data: bytes | None = None) -> None:
+        if desc.size <= self.stream_threshold or data is not None:
+            if data is None or len(data) != desc.size:
+                data = self._small_blob(desc)
             resp = self.reg.request("PUT", _with_query(location, digest=desc.digest), scopes=self.scopes,
                                     what=f"uploading blob {desc.digest}", ok=(201,), body=data,
                                     headers={"Content-Type": "application/octet-stream"})
@@ -236,7 +239,11 @@ class _Pusher:
 
 class BlobUploader:
     """Uploads blobs to `dest`'s repository while the rest are still being produced. Only blobs:
-    the manifest (and so the tag) is written by push() afterwards, which then finds them there."""
+    the manifest (and so the tag) is written by push() afterwards, which then finds them there.
+    A blob handed over with its bytes is sent from memory, as long as no more than HOLD bytes
+    wait that way (packing outruns uploading; memory must not grow with the checkpoint)."""
+
+    HOLD = 64 << 20
 
     def __init__(self, layout: Layout, dest: RegistryRef, *, registry: Registry, jobs: int = 4,
                  on_progress: OnProgress | None = None, mount_from: Sequence[str] = ()) -> None:
@@ -247,14 +254,27 @@ class BlobUploader:
         self._futures: list[Future] = []
         self._seen: set[str] = set()
         self._lock = threading.Lock()
+        self._held = 0
 
-    def submit(self, desc: Descriptor) -> None:
-        """Queue `desc` (already committed to the layout) for upload; safe from any thread."""
+    def submit(self, desc: Descriptor, data: bytes | None = None) -> None:
+        """Queue `desc` (already committed to the layout; `data`, its bytes, if at hand) for upload;
+        safe from any thread."""
         with self._lock:
             if desc.digest in self._seen:
                 return
             self._seen.add(desc.digest)
-            self._futures.append(self._pool.submit(self._pusher.push_blob, desc))
+            if data is not None and self._held + len(data) > self.HOLD:
+                data = None  # read back from the layout when its turn comes
+            self._held += len(data) if data is not None else 0
+            self._futures.append(self._pool.submit(self._push, desc, data))
+
+    def _push(self, desc: Descriptor, data: bytes | None) -> None:
+        try:
+            self._pusher.push_blob(desc, data)
+        finally:
+            if data is not None:
+                with self._lock:
+                    self._held -= len(data)
 
     def finish(self) -> None:
         """Wait for every queued upload; raise the first failure."""
