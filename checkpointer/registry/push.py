@@ -243,7 +243,7 @@ class BlobUploader:
     A blob handed over with its bytes is sent from memory, as long as no more than HOLD bytes
     wait that way (packing outruns uploading; memory must not grow with the checkpoint)."""
 
-    HOLD = 64 << 20
+    HOLD = 32 << 20  # about what the upload threads have in flight at once
 
     def __init__(self, layout: Layout, dest: RegistryRef, *, registry: Registry, jobs: int = 4,
                  on_progress: OnProgress | None = None, mount_from: Sequence[str] = ()) -> None:
