@@ -8,6 +8,7 @@ how tests install hooks without touching the host's /etc.
 """
 from __future__ import annotations
 
+import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,18 @@ ACTION = "criu-action"
 OCI_HOOK = "oci-hook"
 CRIU_CONF = "criu.conf"
 OCI_HOOK_JSON = "ckpt-restore-from.json"
-TEMPLATES = Path(__file__).resolve().parents[2] / "hooks"
+
+
+def _templates() -> Path:
+    """hooks/*.in: beside the package in a source tree (or an editable install); installed from a
+    wheel, under the data prefix, where pyproject.toml's data-files put them."""
+    source = Path(__file__).resolve().parents[2] / "hooks"
+    if (source / "criu-action.in").is_file():
+        return source
+    return Path(sysconfig.get_path("data")) / "share" / "ckpt" / "hooks"
+
+
+TEMPLATES = _templates()
 
 
 @dataclass(frozen=True, slots=True)
