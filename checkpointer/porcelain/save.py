@@ -164,8 +164,10 @@ def _save_runc(container_id: str, dest: str | None, *, runc_root: Path | None, o
     now = datetime.now(timezone.utc)
     dests = destinations(container_id, dest, now)
     # The registry check (with the import of the HTTP stack) and the version probes run while runc
-    # is asked about the container: one after the other they were a tenth of a small save.
-    with ThreadPoolExecutor(4, thread_name_prefix="preflight") as pool:
+    # is asked about the container: one after the other they were a tenth of a small save. An
+    # error does not wait for them (an unreachable registry can take its retries' time).
+    pool = ThreadPoolExecutor(4, thread_name_prefix="preflight")
+    try:
         checks = [pool.submit(preflight, target, registry=registry) for target in dests]
         runtime_version, criu_version = pool.submit(runc.version), pool.submit(probe.version)
         state = runc.state(container_id)
@@ -183,6 +185,8 @@ def _save_runc(container_id: str, dest: str | None, *, runc_root: Path | None, o
             criu_version=criu_version.result(), host=host_info(), container_id=container_id,
             container_name=container_id, created=now.strftime("%Y-%m-%dT%H:%M:%SZ"), criu_options=options,
             ckpt_version=__version__)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
     local = any(isinstance(d, StoreRef) for d in dests)
     store = home.store()
 
