@@ -306,6 +306,12 @@ class Bench:
 
 # -- report ----------------------------------------------------------------------------------
 
+def settle() -> None:
+    """Write back what earlier runs left dirty (registry blobs, Podman's storage: gigabytes by the
+    end), so that no run pays for another's writeback. Untimed, before every measured run."""
+    os.sync()
+
+
 def medians(runs: list[dict]) -> dict:
     return {key: statistics.median(r[key] for r in runs) for key in runs[0]} if runs else {}
 
@@ -393,13 +399,15 @@ def main() -> int:
                 for tool in order:
                     tag = f"{size}-{i}-{rng.randrange(1 << 30):x}"
                     fn = {"ckpt": bench.migrate_ckpt, "podman": bench.migrate_podman, "floor": bench.migrate_floor}
+                    settle()
                     per[tool].append(fn[tool](size, rng.randrange(1, 1 << 62), tag))
                     print(f"{size} MiB run {i + 1} {tool}: {per[tool][-1]['total']:.2f} s", file=sys.stderr)
             if not opts.no_repeat_test:
                 results["repeat"][str(size)] = [bench.repeat_ckpt(size, rng.randrange(1, 1 << 62), f"{size}-{i}")
                                                 for i in range(opts.repeat)]
         for size in scaling:
-            results["scaling"][str(size)] = [bench.migrate_ckpt(size, rng.randrange(1, 1 << 62), f"s{size}-{i}")
+            results["scaling"][str(size)] = [settle() or bench.migrate_ckpt(size, rng.randrange(1, 1 << 62),
+                                                                            f"s{size}-{i}")
                                              for i in range(opts.repeat)]
             print(f"scaling {size} MiB done", file=sys.stderr)
         if not opts.no_podman:
