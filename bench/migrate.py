@@ -406,9 +406,10 @@ def main() -> int:
                 results["repeat"][str(size)] = [bench.repeat_ckpt(size, rng.randrange(1, 1 << 62), f"{size}-{i}")
                                                 for i in range(opts.repeat)]
         for size in scaling:
-            results["scaling"][str(size)] = [settle() or bench.migrate_ckpt(size, rng.randrange(1, 1 << 62),
-                                                                            f"s{size}-{i}")
-                                             for i in range(opts.repeat)]
+            runs = results["scaling"][str(size)] = []
+            for i in range(opts.repeat):
+                settle()
+                runs.append(bench.migrate_ckpt(size, rng.randrange(1, 1 << 62), f"s{size}-{i}"))
             print(f"scaling {size} MiB done", file=sys.stderr)
         if not opts.no_podman:
             run(["podman", "rmi", "--force", BASE_IMAGE], check=False)
