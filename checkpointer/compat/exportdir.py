@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 from ..errors import CorruptData, UsageError
 from ..format import roles
 from ..format.config import CheckpointConfig
-from ..format.read import Checkpoint, unpack_images, unpack_layer
+from ..format.read import Checkpoint, unpack_images, unpack_layer, unpack_stream
 from ..format.write import write_checkpoint, write_tar_layer
 from ..oci import tarball
 from ..oci.layout import Layout
@@ -39,7 +40,7 @@ _MTYPE_ARCH = {"X86_64": "amd64", "AARCH64": "arm64", "PPC64": "ppc64le", "S390"
 class ArchiveInfo:
     """What an archive says about the container it came from."""
 
-    engine: str  # podman, cri-o, containerd
+    engine: str  # podman, cri-o, containerd; runc for an archive ckpt exported from a runc checkpoint
     container_id: str
     container_name: str
     runtime: str
@@ -95,7 +96,8 @@ def read_info(root: Path) -> ArchiveInfo:
             or config.get("rawImageName") or None)
     base_id = config.get("rootfsImageID") or config.get("rootfsImageRef") or None
     created = str(config.get("checkpointedTime") or config.get("createdTime") or "")
-    return ArchiveInfo(engine=engine_of(root, spec), container_id=str(config.get("id") or name),
+    engine = "runc" if config.get(keys.CKPT_COMPLETE_ROOTFS) is True else engine_of(root, spec)
+    return ArchiveInfo(engine=engine, container_id=str(config.get("id") or name),
                        container_name=name, runtime=str(config.get("runtime") or "runc"),
                        base_name=str(base) if base else None, base_id=str(base_id) if base_id else None,
                        created=_rfc3339(created), criu_version=_criu_version(root / keys.DUMP_LOG),
@@ -145,6 +147,8 @@ def write_ckpt(layout: Layout, root: Path, config: CheckpointConfig, *, on_progr
     check_shape(root)
     spec_path = root / keys.SPEC_DUMP
     spec = spec_path.read_bytes() if spec_path.is_file() else None
+    if config.engine == "runc":
+        return _write_runc(layout, root, spec, config, on_progress)
     desc = write_checkpoint(layout, images=root / keys.CHECKPOINT_DIR, rootfs=None, spec=spec, config=config,
                             on_progress=on_progress)
     others = sorted(name for name in os.listdir(root) if name != keys.CHECKPOINT_DIR)
@@ -152,6 +156,23 @@ def write_ckpt(layout: Layout, root: Path, config: CheckpointConfig, *, on_progr
         return desc
     engine = write_tar_layer(layout, root, roles.ENGINE, names=others, on_progress=on_progress)
     return append_layers(layout, desc, [engine])
+
+
+def _write_runc(layout: Layout, root: Path, spec: bytes | None, config: CheckpointConfig,
+                on_progress: OnProgress) -> Descriptor:
+    """An archive ckpt exported from a runc checkpoint, back in the shape it had: its
+    rootfs-diff.tar is the whole root filesystem (the rootfs role), and nothing is left for an
+    engine role."""
+    if spec is None or not (root / keys.ROOTFS_DIFF).is_file():
+        raise CorruptData(f"the archive says it holds a whole root filesystem, but it lacks {keys.SPEC_DUMP} "
+                          f"or {keys.ROOTFS_DIFF}")
+    with tempfile.TemporaryDirectory(prefix=".rootfs-", dir=root.parent) as tmp:
+        rootfs = Path(tmp) / "rootfs"
+        rootfs.mkdir(mode=0o755)
+        with open(root / keys.ROOTFS_DIFF, "rb") as tar:
+            unpack_stream(tar, rootfs, tarball.ROOTFS, what=keys.ROOTFS_DIFF)
+        return write_checkpoint(layout, images=root / keys.CHECKPOINT_DIR, rootfs=rootfs, spec=spec, config=config,
+                                on_progress=on_progress)
 
 
 def append_layers(layout: Layout, desc: Descriptor, layers: list[Descriptor]) -> Descriptor:

@@ -7,6 +7,9 @@ CONFIG_DUMP = "config.dump"
 SPEC_DUMP = "spec.dump"
 STATUS_DUMP = "status.dump"  # containerd CRI only
 ROOTFS_DIFF = "rootfs-diff.tar"
+# In a config.dump ckpt wrote for a runc checkpoint: rootfs-diff.tar is the whole root filesystem (a
+# diff against no image), so ckpt can bring the archive back as the runc checkpoint it was.
+CKPT_COMPLETE_ROOTFS = "dev.ckpt.rootfsComplete"
 DELETED_FILES = "deleted.files"
 DUMP_LOG = "dump.log"
 NETWORK_STATUS = "network.status"

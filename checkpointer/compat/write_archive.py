@@ -40,6 +40,7 @@ def fill_archive_dir(layout: Layout, checkpoint: Checkpoint, root: Path, *, on_p
     (root / keys.CONFIG_DUMP).write_text(json.dumps({
         "id": config.container_id, "name": config.container_name, "rootfsImageName": config.base_name or "",
         "runtime": config.runtime, "createdTime": config.created, "checkpointedTime": config.created,
+        keys.CKPT_COMPLETE_ROOTFS: True,
     }, indent=2))
     with tempfile.TemporaryDirectory(prefix=".rootfs-", dir=root.parent) as tmp:
         rootfs = Path(tmp) / "rootfs"

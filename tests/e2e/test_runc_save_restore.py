@@ -165,3 +165,24 @@ def test_inspect_decodes_the_process_tree(bundle_template, tmp_path, runc_root, 
     removed = ckpt("rm", f"{container_name}:latest", "--json", home=ckpt_home, check=True)
     assert json.loads(removed.stdout)["freed"] == 0  # the timestamp tag still holds the same data
     assert len(json.loads(ckpt("ls", "--json", home=ckpt_home, check=True).stdout)) == 1
+
+
+@pytest.mark.parametrize("kind", ["oci-layout", "archive"])
+def test_save_to_a_layout_or_an_archive_and_restore_from_it(kind, bundle_template, tmp_path, runc_root, ckpt_home,
+                                                            container_name):
+    """Bound elsewhere than the store, a checkpoint is packed beside its images (tmpfs) and then
+    written to the destination: it must arrive whole, and the store must hold nothing of it."""
+    bundle = _running_sample(bundle_template, tmp_path, runc_root, container_name)
+    before = wait_for(bundle / "rootfs", lambda s: s.counter >= 3)
+    dest = f"oci:{tmp_path / 'layout'}:v1" if kind == "oci-layout" else str(tmp_path / "checkpoint.tar.zst")
+
+    ckpt("save", "--runc-root", str(runc_root), container_name, dest, home=ckpt_home, check=True)
+    assert runc_status(runc_root, container_name) is None
+    store_blobs = ckpt_home / "store" / "blobs" / "sha256"
+    assert not store_blobs.exists() or not any(store_blobs.iterdir()), "the store kept a copy"
+    shutil.rmtree(bundle)
+
+    out = ckpt("restore", "--runc-root", str(runc_root), dest, "--json", home=ckpt_home, check=True)
+    rootfs = Path(json.loads(out.stdout)["bundle"]) / "rootfs"
+    after = wait_for(rootfs, lambda s: s.counter > before.counter + 2 and s.ticks_since_verify == 0)
+    assert after.nonce == before.nonce and after.verified == before.checksum
