@@ -4,10 +4,12 @@ directory at once, and the root filesystem is unpacked beside the restored bundl
 left to do when the last blob lands."""
 from __future__ import annotations
 
+import logging
 import threading
 from contextlib import ExitStack
 from pathlib import Path
 
+from ..errors import CkptError
 from ..format import pages, roles
 from ..format.read import is_checkpoint, unpack_layer
 from ..oci import annotations as ann
@@ -15,6 +17,8 @@ from ..oci import tarball
 from ..oci.layout import Layout
 from ..oci.model import Descriptor, Manifest
 from .home import Home
+
+log = logging.getLogger(__name__)
 
 
 class ImagePrefetch:
@@ -66,12 +70,18 @@ class ImagePrefetch:
     def _unpack_rootfs(self, desc: Descriptor) -> None:
         # Under $CKPT_HOME (beside containers/, so it can be renamed into the bundle), in a work
         # dir of its own: removed if the restore fails, and by `ckpt fsck` if ckpt is killed.
+        # Only a head start: if it fails (a full disk, a bad layer), the restore unpacks the rootfs
+        # again after the pull and reports what goes wrong then, in its usual order.
         assert self._store is not None
-        with self._lock:
-            work = self._stack.enter_context(self._home.workdir("rootfs-"))
-        rootfs = work / "rootfs"
-        rootfs.mkdir()
-        unpack_layer(self._store, desc, rootfs, tarball.ROOTFS)
+        try:
+            with self._lock:
+                work = self._stack.enter_context(self._home.workdir("rootfs-"))
+            rootfs = work / "rootfs"
+            rootfs.mkdir()
+            unpack_layer(self._store, desc, rootfs, tarball.ROOTFS)
+        except (CkptError, OSError) as exc:
+            log.debug("unpacking the rootfs early failed: %s", exc)
+            return
         with self._lock:
             self._rootfs = (desc.digest, rootfs)
 
