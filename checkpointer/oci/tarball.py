@@ -54,14 +54,23 @@ def _walk(root: Path, rel: str) -> Iterable[str]:
     yield rel
     path = root / rel
     if path.is_dir() and not path.is_symlink():
-        for child in sorted(os.listdir(path)):
+        try:
+            children = sorted(os.listdir(path))
+        except FileNotFoundError:  # removed meanwhile: see _add
+            return
+        for child in children:
             yield from _walk(root, f"{rel}/{child}")
 
 
 def _add(tar: tarfile.TarFile, root: Path, rel: str, seen: dict[tuple[int, int], str], zero_mtime: bool) -> None:
     path = root / rel
-    # The root itself may be reached through a link (a hook packs /proc/PID/fd/N): follow that one.
-    st = os.stat(path) if rel == "." else os.lstat(path)
+    # An entry that is gone by the time it is reached is left out: a hook packs the rootfs of a
+    # container that runs on (--leave-running), which may remove files meanwhile.
+    try:
+        # The root itself may be reached through a link (a hook packs /proc/PID/fd/N): follow that one.
+        st = os.stat(path) if rel == "." else os.lstat(path)
+    except FileNotFoundError:
+        return
     info = tarfile.TarInfo(rel)
     info.mode = stat.S_IMODE(st.st_mode)
     info.uid, info.gid = st.st_uid, st.st_gid
@@ -72,7 +81,10 @@ def _add(tar: tarfile.TarFile, root: Path, rel: str, seen: dict[tuple[int, int],
         tar.addfile(info)
     elif stat.S_ISLNK(st.st_mode):
         info.type = tarfile.SYMTYPE
-        info.linkname = os.readlink(path)
+        try:
+            info.linkname = os.readlink(path)
+        except FileNotFoundError:
+            return
         tar.addfile(info)
     elif stat.S_ISREG(st.st_mode):
         key = (st.st_dev, st.st_ino)
@@ -81,10 +93,14 @@ def _add(tar: tarfile.TarFile, root: Path, rel: str, seen: dict[tuple[int, int],
             info.linkname = seen[key]
             tar.addfile(info)
             return
-        seen[key] = rel
         info.size = st.st_size
-        with open(path, "rb") as f:
+        try:
+            f = open(path, "rb")
+        except FileNotFoundError:
+            return
+        with f:
             tar.addfile(info, f)
+        seen[key] = rel
     # Sockets, fifos and device nodes are not content: runtimes recreate /dev, and
     # the unpacker would refuse them anyway.
 

@@ -435,3 +435,39 @@ def test_root_directory_metadata_round_trips_for_rootfs_only(tmp_path):
             tb.unpack(buf, dest, policy)
         assert os.stat(dest).st_mode & 0o7777 == expected
     os.chmod(src, 0o755)
+
+
+def test_pack_leaves_out_entries_removed_while_it_runs(tmp_path: Path, monkeypatch) -> None:
+    """A hook packs the rootfs of a container that runs on: a file (or a directory) that is gone by
+    the time pack reaches it is left out, not an error."""
+    root = tmp_path / "root"
+    (root / "gone-dir").mkdir(parents=True)
+    (root / "gone-dir" / "inside").write_text("x")
+    for name in ("a", "gone-file", "opened-gone", "z"):
+        (root / name).write_text(name)
+    real_lstat, real_open, real_listdir = os.lstat, open, os.listdir
+
+    def lstat(path, *a, **kw):
+        if str(path).endswith("gone-file"):
+            raise FileNotFoundError(path)
+        return real_lstat(path, *a, **kw)
+
+    def fake_open(path, *a, **kw):
+        if str(path).endswith("opened-gone"):
+            raise FileNotFoundError(path)
+        return real_open(path, *a, **kw)
+
+    def listdir(path):
+        if str(path).endswith("gone-dir"):
+            raise FileNotFoundError(path)
+        return real_listdir(path)
+
+    monkeypatch.setattr(tarball.os, "lstat", lstat)
+    monkeypatch.setattr(tarball.os, "listdir", listdir)
+    monkeypatch.setattr("builtins.open", fake_open)
+    out = io.BytesIO()
+    tarball.pack(root, out)
+    monkeypatch.undo()
+    with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as tar:
+        assert tar.getnames() == ["a", "gone-dir", "z"]
+        assert tar.extractfile("z").read() == b"z"
