@@ -3,10 +3,15 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 # Printed in every log on hosts whose hard RLIMIT_NOFILE is low; it never explains a failure.
 _HARMLESS = ("Can't setup RLIMIT_NOFILE for self",)
+
+
+# How runc and podman both spell these options on their command lines.
+_FLAGS = {"leave_running": "--leave-running", "tcp_established": "--tcp-established",
+          "file_locks": "--file-locks", "ext_unix_sk": "--ext-unix-sk", "shell_job": "--shell-job"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +29,17 @@ class CriuOptions:
     def from_json(cls, obj: Any) -> "CriuOptions":
         obj = obj if isinstance(obj, dict) else {}
         return cls(**{f.name: bool(obj.get(_camel(f.name), False)) for f in fields(cls)})
+
+    @classmethod
+    def from_flags(cls, is_set: Callable[[str], bool]) -> "CriuOptions":
+        """The options of a runtime command line; `is_set` tells whether a flag (named without its
+        dashes, e.g. "leave-running") was given."""
+        return cls(**{name: is_set(flag.lstrip("-")) for name, flag in _FLAGS.items()})
+
+    def flags(self, without: tuple[str, ...] = ()) -> list[str]:
+        """The options set here as runtime command-line flags, but for those named in `without`
+        (options a runtime has no flag for)."""
+        return [flag for name, flag in _FLAGS.items() if getattr(self, name) and name not in without]
 
     def for_restore(self) -> "CriuOptions":
         return CriuOptions(tcp_established=self.tcp_established, file_locks=self.file_locks,

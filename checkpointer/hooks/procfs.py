@@ -94,8 +94,7 @@ def parse_runc_argv(argv: list[str]) -> dict | None:
         return flags.get(name, "false") != "false"
 
     root = globals_.get("root")
-    options = CriuOptions(leave_running=on("leave-running"), tcp_established=on("tcp-established"),
-                          file_locks=on("file-locks"), ext_unix_sk=on("ext-unix-sk"), shell_job=on("shell-job"))
+    options = CriuOptions.from_flags(on)
     return {"root": Path(root) if root else None, "container_id": positional[0],
             "image_path": flags.get("image-path"), "options": options, "pre_dump": on("pre-dump"),
             "remote_pages": on("lazy-pages") or bool(flags.get("page-server"))}

@@ -74,9 +74,7 @@ class Podman:
     def checkpoint(self, name: str, archive: Path, options: CriuOptions, *, with_volumes: bool = False) -> None:
         """Checkpoint `name` into an uncompressed export archive. On failure CRIU resumes the container."""
         args = ["container", "checkpoint", "--export", str(archive), "--compress", "none"]
-        args += _criu_flags(options)
-        if options.leave_running:
-            args.append("--leave-running")
+        args += options.flags(without=_NO_FLAG)
         if not with_volumes:
             args.append("--ignore-volumes")
         res = self._run(*args, name)
@@ -87,7 +85,7 @@ class Podman:
 
     def restore_in_place(self, name: str, options: CriuOptions) -> None:
         """Restore a container podman has just checkpointed, from the images it kept."""
-        res = self._run("container", "restore", *_criu_flags(options.for_restore()), name)
+        res = self._run("container", "restore", *options.for_restore().flags(without=_NO_FLAG), name)
         if res.returncode != 0:
             raise CriuFailed(f"podman could not restore {name!r} in place", output=_said(res),
                              log_tail=_criu_log_in(res.stderr))
@@ -98,7 +96,7 @@ class Podman:
             raise AlreadyExists(f"a Podman container named {name!r} exists already",
                                 hint="pick another name with --name, or remove that container")
         res = self._run("container", "restore", "--import", str(archive), "--name", name,
-                        *_criu_flags(options.for_restore()))
+                        *options.for_restore().flags(without=_NO_FLAG))
         if res.returncode != 0:
             raise CriuFailed(f"podman could not restore {name!r}", output=_said(res),
                              log_tail=_criu_log_in(res.stderr))
@@ -135,14 +133,8 @@ class Podman:
             return False
 
 
-def _criu_flags(options: CriuOptions) -> list[str]:
-    flags = []
-    if options.tcp_established:
-        flags.append("--tcp-established")
-    if options.file_locks:
-        flags.append("--file-locks")
-    # podman has no flags for external unix sockets or shell jobs: it sets what its containers need.
-    return flags
+# podman has no flags for external unix sockets or shell jobs: it sets what its containers need.
+_NO_FLAG = ("ext_unix_sk", "shell_job")
 
 
 def _said(res: subprocess.CompletedProcess) -> str:

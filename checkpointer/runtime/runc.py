@@ -79,9 +79,7 @@ class Runc:
 
     def checkpoint(self, container_id: str, images: Path, work: Path, options: CriuOptions) -> None:
         args = ["checkpoint", "--image-path", str(images), "--work-path", str(work)]
-        args += _criu_flags(options)
-        if options.leave_running:
-            args.append("--leave-running")
+        args += options.flags()
         res = self._run(args + [container_id], work / "runc.log")
         if res.returncode != 0:
             raise CriuFailed(f"runc could not checkpoint {container_id!r}", output=res.stdout.strip(),
@@ -94,7 +92,7 @@ class Runc:
             raise AlreadyExists(f"a runc container named {container_id!r} exists already",
                                 hint="pick another name with --name, or remove that container")
         args = ["restore", "--detach", "--image-path", str(images), "--work-path", str(work),
-                "--bundle", str(bundle)] + _criu_flags(options.for_restore())
+                "--bundle", str(bundle)] + options.for_restore().flags()
         res = self._run(args + [container_id], work / "runc.log")
         if res.returncode != 0:
             self.delete(container_id)
@@ -143,19 +141,6 @@ class Runc:
             return self.state(container_id).status == "running"
         except NotFound:
             return False
-
-
-def _criu_flags(options: CriuOptions) -> list[str]:
-    flags = []
-    if options.tcp_established:
-        flags.append("--tcp-established")
-    if options.file_locks:
-        flags.append("--file-locks")
-    if options.ext_unix_sk:
-        flags.append("--ext-unix-sk")
-    if options.shell_job:
-        flags.append("--shell-job")
-    return flags
 
 
 def load_spec(bundle: Path) -> dict:
