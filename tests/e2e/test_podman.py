@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from support.registry_server import RegistryServer
-from support.sample import WorkloadState, ckpt
+from support.sample import WorkloadState, ckpt, parse_state
 
 from checkpointer.errors import CriuFailed, NotFound, UsageError
 
@@ -58,10 +58,7 @@ class Podman:
 
 
 def state(name: str) -> WorkloadState:
-    out = podman("exec", name, "cat", "/state").stdout
-    fields = dict(item.split("=", 1) for item in out.split())
-    return WorkloadState(fields["nonce"], int(fields["counter"]), fields["checksum"], fields["verified"],
-                         int(fields["ticks_since_verify"]))
+    return parse_state(podman("exec", name, "cat", "/state").stdout)
 
 
 def wait_for(name: str, predicate, timeout: float = 20.0) -> WorkloadState:  # noqa: ANN001

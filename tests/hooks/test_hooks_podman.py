@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from hook_helpers import annotate
 from support.registry_server import RegistryServer
-from support.sample import WorkloadState, ckpt, make_bundle, runc_status, wait_for
+from support.sample import WorkloadState, ckpt, make_bundle, read_state, runc_status, wait_for
 
 from checkpointer.hooks import keys
 
@@ -61,9 +61,7 @@ def names():  # noqa: ANN201
 
 def state_in(rootfs: Path) -> WorkloadState | None:
     try:
-        fields = dict(item.split("=", 1) for item in (rootfs / "state").read_text().split())
-        return WorkloadState(fields["nonce"], int(fields["counter"]), fields["checksum"], fields["verified"],
-                             int(fields["ticks_since_verify"]))
+        return read_state(rootfs)
     except (OSError, ValueError, KeyError):
         return None
 

@@ -22,10 +22,15 @@ class WorkloadState:
     ticks_since_verify: int
 
 
-def read_state(rootfs: Path) -> WorkloadState:
-    fields = dict(item.split("=", 1) for item in (rootfs / "state").read_text().split())
+def parse_state(text: str) -> WorkloadState:
+    """The workload's state file ("key=value ..."), wherever it was read from."""
+    fields = dict(item.split("=", 1) for item in text.split())
     return WorkloadState(fields["nonce"], int(fields["counter"]), fields["checksum"], fields["verified"],
                          int(fields["ticks_since_verify"]))
+
+
+def read_state(rootfs: Path) -> WorkloadState:
+    return parse_state((rootfs / "state").read_text())
 
 
 def wait_for(rootfs: Path, predicate, timeout: float = 15.0) -> WorkloadState:  # noqa: ANN001
