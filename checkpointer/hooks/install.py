@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import MissingDependency, UsageError
-from .paths import TEMPLATES, InstallPaths
+from .paths import InstallPaths, templates
 from .settings import HookSettings
 from .spool import Spool
 
@@ -136,7 +136,7 @@ def _without_block(text: str) -> str:
 
 
 def _render(template: str, dest: Path, values: dict[str, str], mode: int) -> Path:
-    source = TEMPLATES / template
+    source = templates() / template
     try:
         text = source.read_text()
     except OSError:

@@ -8,7 +8,6 @@ how tests install hooks without touching the host's /etc.
 """
 from __future__ import annotations
 
-import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,16 +19,16 @@ CRIU_CONF = "criu.conf"
 OCI_HOOK_JSON = "ckpt-restore-from.json"
 
 
-def _templates() -> Path:
+def templates() -> Path:
     """hooks/*.in: beside the package in a source tree (or an editable install); installed from a
-    wheel, under the data prefix, where pyproject.toml's data-files put them."""
+    wheel, under the data prefix, where pyproject.toml's data-files put them. Looked up when hooks
+    are installed, not on every start of the command line that imports this module."""
+    import sysconfig
+
     source = Path(__file__).resolve().parents[2] / "hooks"
     if (source / "criu-action.in").is_file():
         return source
     return Path(sysconfig.get_path("data")) / "share" / "ckpt" / "hooks"
-
-
-TEMPLATES = _templates()
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,7 @@ def test_a_wheel_install_finds_the_hook_templates(tmp_path):
                     str(wheel)], check=True, capture_output=True)
     code = ("import checkpointer.hooks.paths as p, sys; "
             "assert 'site-packages' in p.__file__, p.__file__; "
-            "print(p.TEMPLATES); sys.exit(0 if (p.TEMPLATES / 'criu-action.in').is_file() else 3)")
+            "print(p.templates()); sys.exit(0 if (p.templates() / 'criu-action.in').is_file() else 3)")
     shown = subprocess.run([str(venv / "bin" / "python"), "-I", "-c", code], capture_output=True, text=True,
                            cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr + shown.stdout
