@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # Install what ckpt needs on this host, idempotently.
-#   scripts/setup.sh          runtime: CRIU >= 4, runc, busybox-static, the Python env
-#   scripts/setup.sh --test   also what the tests need: a registry server, skopeo, openssl
-# Only Debian 12 gets CRIU from Debian 13 (its own 3.17 cannot dump on current kernels);
-# on other distributions install CRIU >= 4 with the host's package manager.
+#   scripts/setup.sh          runtime: CRIU >= 4.2, runc, busybox-static, the Python env
+#   scripts/setup.sh --test   also what the tests need: a registry server, skopeo, Podman, ...
+#
+# CRIU must be >= 4.2 on kernels >= 6.16 (older ones cannot dump any inet socket there). Where
+# the distribution's CRIU is older (Debian 12 and 13), only CRIU and the libraries it links
+# against come from Debian's next suite (forky), pinned low; on Debian 12 the C library and
+# GnuTLS it needs come from Debian 13 (trixie), the nearest release that has them. The host's
+# own Python is never replaced: pycriu (CRIU's Python library, pure Python) is unpacked from
+# Debian's python3-pycriu into ckpt's venv, with protobuf from PyPI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,78 +20,116 @@ if [ "$(id -u)" != 0 ]; then
     exit 1
 fi
 
+CRIU_MIN=4.2
+export DEBIAN_FRONTEND=noninteractive
 apt_updated=0
+apt_refresh() { apt-get update -qq; apt_updated=1; }
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 apt_install() {
     local missing=()
-    for pkg in "$@"; do
-        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-    done
+    for pkg in "$@"; do installed "$pkg" || missing+=("$pkg"); done
     [ ${#missing[@]} -eq 0 ] && return 0
-    if [ $apt_updated = 0 ]; then apt-get update -qq; apt_updated=1; fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    [ $apt_updated = 1 ] || apt_refresh
+    apt-get install -y -qq --no-install-recommends "${missing[@]}"
 }
 
-criu_major() {
+criu_version() {
     command -v criu >/dev/null || { echo 0; return; }
-    criu --version 2>/dev/null | awk '/^Version:/ {split($2, v, "."); print v[1]; exit}'
+    criu --version 2>/dev/null | awk '/^Version:/ {print $2; exit}'
 }
+version_ge() { [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -1)" = "$2" ]; }
+criu_fits() { version_ge "$(criu_version)" "$CRIU_MIN"; }
 
-# Judged by the apt sources, not os-release: Debian 13's criu brings Debian 13's base-files along.
-is_debian12() { grep -rqs '^Suites:.*bookworm\|^deb .* bookworm ' /etc/apt/sources.list /etc/apt/sources.list.d/; }
+# Judged by the apt sources, not os-release: trixie's C library brings trixie's base-files along.
+has_suite() { grep -rqs "^Suites:.*\\b$1\\b\\|^deb .* $1 " /etc/apt/sources.list /etc/apt/sources.list.d/; }
 
-install_criu() {
-    [ "$(criu_major)" -ge 4 ] 2>/dev/null && python3_has_pycriu && pip_wheel_fits && return 0
-    if ! is_debian12; then
-        if ! command -v apt-get >/dev/null; then
-            echo "setup: install CRIU >= 4 and its Python bindings (pycriu) with your package manager" >&2
-            exit 1
-        fi
-        apt_install criu python3-pycriu python3-venv
-        return 0
-    fi
-    local mirror
+# Adds a Debian suite from the host's own mirror at priority 100: nothing comes from it unless
+# asked for by name (-t SUITE), and `apt upgrade` never moves a package there on its own.
+add_suite() {
+    local suite=$1 mirror
+    [ -f "/etc/apt/sources.list.d/$suite.sources" ] && return 0
     mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
     [ -n "$mirror" ] || mirror=http://deb.debian.org/debian
-    cat > /etc/apt/sources.list.d/trixie.sources <<SRC
-Types: deb
-URIs: $mirror
-Suites: trixie
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-SRC
-    cat > /etc/apt/preferences.d/trixie <<PIN
-Package: *
-Pin: release n=trixie
-Pin-Priority: 100
-PIN
-    apt-get update -qq; apt_updated=1
-    # Debian 13's pycriu moves python3 to 3.13: take its venv and pip wheel from there too.
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends -t trixie \
-        criu python3-pycriu python3-venv python3-pip-whl python3-setuptools-whl
+    printf 'Types: deb\nURIs: %s\nSuites: %s\nComponents: main\nSigned-By: %s\n' \
+        "$mirror" "$suite" /usr/share/keyrings/debian-archive-keyring.gpg > "/etc/apt/sources.list.d/$suite.sources"
+    printf 'Package: *\nPin: release n=%s\nPin-Priority: 100\n' "$suite" > "/etc/apt/preferences.d/$suite"
+    apt_updated=0
 }
 
-python3_has_pycriu() { /usr/bin/python3 -c 'import pycriu' 2>/dev/null; }
-
-# Debian 12's pip wheel cannot bootstrap a venv of the python3 (3.13) that Debian 13's pycriu brings.
-pip_wheel_fits() {
-    local py pip
-    py=$(/usr/bin/python3 -c 'import sys; print(sys.version_info[1])')
-    pip=$(dpkg-query -W -f='${Version}' python3-pip-whl 2>/dev/null || echo 0)
-    [ "$py" -lt 12 ] || dpkg --compare-versions "$pip" ge 24
+install_criu() {
+    criu_fits && return 0
+    if ! command -v apt-get >/dev/null; then
+        echo "setup: install CRIU >= $CRIU_MIN with your package manager (older ones cannot dump sockets on kernels >= 6.16)" >&2
+        exit 1
+    fi
+    if ! has_suite bookworm && ! has_suite trixie; then
+        # Another apt distribution (Ubuntu, a newer Debian): its own CRIU, if new enough.
+        apt_install criu
+        criu_fits && return 0
+        echo "setup: this distribution's CRIU ($(criu_version)) is older than $CRIU_MIN; install a newer one" >&2
+        exit 1
+    fi
+    add_suite forky
+    if has_suite bookworm; then
+        add_suite trixie
+        apt_refresh
+        # forky's CRIU needs glibc >= 2.38 and GnuTLS 3.8 (libgnutls30t64): trixie, a release, has both.
+        apt-get install -y -qq --no-install-recommends -t trixie libc6 libgnutls30t64
+    fi
+    [ $apt_updated = 1 ] || apt_refresh
+    # No recommends: criu recommends python3-pycriu, which would move the host's python3.
+    apt-get install -y -qq --no-install-recommends -t forky criu
 }
 
-apt_install runc busybox-static iproute2 gcc libc6-dev
+# pycriu from the Debian package that matches the installed CRIU, unpacked into the venv.
+install_pycriu() {
+    local site want have tmp
+    site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
+    want=$(criu_version)
+    have=$(.venv/bin/python -c 'import pycriu.version as v; print(v.__version__)' 2>/dev/null || true)
+    [ -n "$have" ] && [ "$have" = "$want" ] && return 0
+    if ! command -v apt-get >/dev/null; then
+        echo "setup: put CRIU's Python library (pycriu $want) into .venv ($site)" >&2
+        exit 1
+    fi
+    tmp=$(mktemp -d)
+    # Only this directory, owned by _apt, so apt's download sandbox can write there.
+    chown _apt "$tmp" 2>/dev/null || true
+    local suite=""
+    has_suite forky && suite="/forky"
+    (cd "$tmp" && apt-get download -qq "python3-pycriu$suite" 2>/dev/null || apt-get download -qq python3-pycriu)
+    dpkg-deb -x "$tmp"/python3-pycriu_*.deb "$tmp/x"
+    rm -rf "$site/pycriu" "$site"/pycriu-*.dist-info
+    cp -r "$tmp/x/usr/lib/python3/dist-packages/pycriu" "$tmp/x/usr/lib/python3/dist-packages/"pycriu-*.dist-info "$site/"
+    rm -rf "$tmp"
+}
+
+system_python=/usr/bin/python3
+apt_install runc busybox-static iproute2 gcc libc6-dev python3 python3-venv
+python_found=$($system_python -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')
 install_criu
 if [ $want_test = 1 ]; then
-    apt_install docker-registry skopeo openssl apache2-utils podman
+    apt_install docker-registry skopeo openssl apache2-utils podman iptables debootstrap
 fi
 
-# The venv sees the system site-packages because pycriu only ships as a distribution package.
-if [ ! -x .venv/bin/pip ]; then
-    rm -rf .venv
-    /usr/bin/python3 -m venv --system-site-packages .venv
-fi
+# The host's own python3, without its site-packages: ckpt's dependencies stay in the venv.
+venv_fits() {
+    [ -x .venv/bin/pip ] || return 1
+    grep -q '^include-system-site-packages = false' .venv/pyvenv.cfg || return 1
+    [ "$(.venv/bin/python -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')" = "$python_found" ]
+}
+venv_fits || { rm -rf .venv; $system_python -m venv .venv; }
 extra=""
 [ $want_test = 1 ] && extra="[test]"
-.venv/bin/pip install -q -e ".${extra}"
-echo "setup: ready ($(criu --version | head -1), $(runc --version | head -1))"
+.venv/bin/pip install -q --disable-pip-version-check -e ".${extra}"
+install_pycriu
+
+python_now=$($system_python -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')
+if [ "$python_now" != "$python_found" ]; then
+    echo "setup: $system_python moved from $python_found to $python_now; this must not happen" >&2
+    exit 1
+fi
+# What this setup found and left, for the test that holds it to that.
+printf '{"system_python_before": "%s", "system_python_after": "%s", "criu": "%s"}\n' \
+    "$python_found" "$python_now" "$(criu_version)" > .venv/ckpt-setup.json
+echo "setup: ready (CRIU $(criu_version), $(runc --version | head -1), $system_python $python_now left as found)"
