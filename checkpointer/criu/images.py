@@ -65,7 +65,9 @@ def read_pagemap(path: Path) -> tuple[int, list[tuple[int, int]]]:
     file order. Decoded here, not with pycriu: a save reads the pagemaps on its critical path,
     and importing pycriu's protobuf modules costs more (~60 ms) than the decode.
     The two messages are pagemap_head {1: pages_id} and pagemap_entry {1: vaddr, 2: nr_pages,
-    3: in_parent, 4: flags}, each after a little-endian u32 length."""
+    3: in_parent, 4: flags, 5: nr_pages as uint64}, each after a little-endian u32 length. CRIU
+    4.2 writes the count to field 5 and 0 to field 2 (then named compat_nr_pages); older CRIUs
+    write field 2 only, and CRIU reads field 2 when 5 is absent."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -89,9 +91,10 @@ def read_pagemap(path: Path) -> tuple[int, list[tuple[int, int]]]:
         if header is None:
             header = fields.get(1, 0)
         elif fields.get(4, _PE_PRESENT) & _PE_PRESENT:
-            if 1 not in fields or 2 not in fields:
+            pages = fields.get(5, fields.get(2))
+            if 1 not in fields or pages is None:
                 raise CorruptData(f"CRIU image {path.name} has an entry without its address or size")
-            regions.append((fields[1], fields[2]))
+            regions.append((fields[1], pages))
         pos = end
     if header is None:
         raise CorruptData("pagemap image has no header")

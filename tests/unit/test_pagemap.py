@@ -12,9 +12,14 @@ from checkpointer.errors import CorruptData
 
 pycriu_images = pytest.importorskip("pycriu.images")
 
-ENTRIES = st.lists(st.fixed_dictionaries({
-    "vaddr": st.integers(0, (1 << 64) - 1), "nr_pages": st.integers(0, (1 << 32) - 1)},
-    optional={"flags": st.integers(0, 15), "in_parent": st.booleans()}), max_size=40)
+_OPTIONAL = {"flags": st.integers(0, 15), "in_parent": st.booleans()}
+# CRIU 4.2 writes the page count as a uint64 in nr_pages (field 5) and 0 in compat_nr_pages (field
+# 2); older CRIUs write only field 2. Images of both kinds are read, also mixed in one file.
+_CRIU_4_2 = st.fixed_dictionaries({"vaddr": st.integers(0, (1 << 64) - 1), "compat_nr_pages": st.just(0),
+                                   "nr_pages": st.integers(0, (1 << 64) - 1)}, optional=_OPTIONAL)
+_OLDER = st.fixed_dictionaries({"vaddr": st.integers(0, (1 << 64) - 1),
+                                "compat_nr_pages": st.integers(0, (1 << 32) - 1)}, optional=_OPTIONAL)
+ENTRIES = st.lists(st.one_of(_CRIU_4_2, _OLDER), max_size=40)
 
 
 def _image(pages_id: int, entries: list[dict]) -> bytes:
@@ -24,9 +29,11 @@ def _image(pages_id: int, entries: list[dict]) -> bytes:
 
 
 def _pycriu_regions(data: bytes) -> tuple[int, list[tuple[int, int]]]:
-    """The present regions as CRIU's own library decodes them (PE_PRESENT = 4, the default)."""
+    """The present regions as CRIU's own library decodes them (PE_PRESENT = 4, the default), with
+    CRIU's rule for the count: nr_pages when set, else compat_nr_pages."""
     head, *entries = pycriu_images.load(io.BytesIO(data))["entries"]
-    return head["pages_id"], [(e["vaddr"], e["nr_pages"]) for e in entries if e.get("flags", 4) & 4]
+    return head["pages_id"], [(e["vaddr"], e.get("nr_pages", e["compat_nr_pages"])) for e in entries
+                              if e.get("flags", 4) & 4]
 
 
 @settings(max_examples=150, deadline=None)
