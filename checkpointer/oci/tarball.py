@@ -1,12 +1,14 @@
 """Deterministic tar packing and a hostile-input-proof tar unpacker.
 
-Packing sorts entries and drops user/group names, so the same content gives the same bytes.
-Unpacking never follows a link while writing, and refuses absolute names, `..`, devices,
-and links that would reach outside the target (docs/security.md).
+Packing sorts entries and drops user/group names, so the same content gives the same bytes; it
+keeps file capabilities, user.* attributes and ACLs (oci/xattrs.py). Unpacking never follows a
+link while writing, and refuses absolute names, `..`, devices, and links that would reach outside
+the target (docs/security.md).
 """
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import stat
 import tarfile
@@ -15,8 +17,14 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Callable, Iterable
 
 from ..errors import CorruptData
+from . import xattrs
+
+log = logging.getLogger(__name__)
 
 _COPY_CHUNK = 1 << 20
+# A long name, link target or set of extended attributes takes a few KiB; tarfile reads such a
+# header whole into memory, so a bigger one is an archive bomb, not a file.
+_MAX_HEADER = 16 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,11 +35,13 @@ class UnpackPolicy:
     allow_hardlinks: bool = False
     allow_setuid: bool = False
     keep_owner: bool = False
+    keep_xattrs: bool = False  # file capabilities also need allow_setuid: they grant privileges as setuid does
     max_bytes: int = 1 << 40
 
 
 CRIU_IMAGES = UnpackPolicy()
-ROOTFS = UnpackPolicy(allow_symlinks=True, allow_hardlinks=True, allow_setuid=True, keep_owner=True)
+ROOTFS = UnpackPolicy(allow_symlinks=True, allow_hardlinks=True, allow_setuid=True, keep_owner=True,
+                      keep_xattrs=True)
 
 
 def pack(root: Path, out: BinaryIO, *, names: Iterable[str] | None = None, zero_mtime: bool = True,
@@ -71,13 +81,13 @@ def _add(tar: tarfile.TarFile, root: Path, rel: str, seen: dict[tuple[int, int],
         st = os.stat(path) if rel == "." else os.lstat(path)
     except FileNotFoundError:
         return
-    info = tarfile.TarInfo(rel)
-    info.mode = stat.S_IMODE(st.st_mode)
-    info.uid, info.gid = st.st_uid, st.st_gid
-    info.uname = info.gname = ""
-    info.mtime = 0 if zero_mtime else int(st.st_mtime)
+    if stat.S_ISREG(st.st_mode):
+        _add_file(tar, path, rel, seen, zero_mtime)
+        return
+    info = _info(rel, st, zero_mtime)
     if stat.S_ISDIR(st.st_mode):
         info.type = tarfile.DIRTYPE
+        info.pax_headers = xattrs.to_pax(xattrs.read(path, follow_symlinks=rel == "."), tar.encoding, tar.errors)
         tar.addfile(info)
     elif stat.S_ISLNK(st.st_mode):
         info.type = tarfile.SYMTYPE
@@ -86,23 +96,47 @@ def _add(tar: tarfile.TarFile, root: Path, rel: str, seen: dict[tuple[int, int],
         except FileNotFoundError:
             return
         tar.addfile(info)
-    elif stat.S_ISREG(st.st_mode):
+    # Sockets, fifos and device nodes are not content: runtimes recreate /dev, and
+    # the unpacker would refuse them anyway.
+
+
+def _info(rel: str, st: os.stat_result, zero_mtime: bool) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(rel)
+    info.mode = stat.S_IMODE(st.st_mode)
+    info.uid, info.gid = st.st_uid, st.st_gid
+    info.uname = info.gname = ""
+    info.mtime = 0 if zero_mtime else int(st.st_mtime)
+    return info
+
+
+def _add_file(tar: tarfile.TarFile, path: Path, rel: str, seen: dict[tuple[int, int], str], zero_mtime: bool) -> None:
+    # Opened without following a link, and described by what was opened: a running container may
+    # have swapped the file for a link (to a host file, say) since it was listed. A swap for
+    # anything but a regular file is left out, as a removed file is.
+    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | (0 if rel == "." else os.O_NOFOLLOW)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # now a symlink
+            return
+        raise
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return
+        info = _info(rel, st, zero_mtime)
         key = (st.st_dev, st.st_ino)
         if st.st_nlink > 1 and key in seen:
-            info.type = tarfile.LNKTYPE
+            info.type = tarfile.LNKTYPE  # the attributes went with the first name of the inode
             info.linkname = seen[key]
             tar.addfile(info)
             return
         info.size = st.st_size
-        try:
-            f = open(path, "rb")
-        except FileNotFoundError:
-            return
-        with f:
-            tar.addfile(info, f)
-        seen[key] = rel
-    # Sockets, fifos and device nodes are not content: runtimes recreate /dev, and
-    # the unpacker would refuse them anyway.
+        info.pax_headers = xattrs.to_pax(xattrs.read(fd), tar.encoding, tar.errors)
+        tar.addfile(info, f)
+    seen[key] = rel
 
 
 def _safe_name(name: str) -> PurePosixPath:
@@ -181,6 +215,12 @@ class _StrictTarInfo(tarfile.TarInfo):
         except tarfile.InvalidHeaderError as exc:
             raise CorruptData(f"damaged archive: {exc}") from None
 
+    def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.type in (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE, tarfile.GNUTYPE_LONGNAME,
+                         tarfile.GNUTYPE_LONGLINK) and self.size > _MAX_HEADER:
+            raise CorruptData(f"archive has an extended header of {self.size} bytes, more than {_MAX_HEADER}")
+        return super()._proc_member(tarfile_)  # type: ignore[misc]
+
 
 # What a hostile or damaged archive (rather than the disk) makes the OS refuse.
 _ARCHIVE_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.ELOOP,
@@ -196,20 +236,22 @@ def unpack(stream: BinaryIO, dest: Path, policy: UnpackPolicy = CRIU_IMAGES,
     dest = Path(dest)
     total = 0
     directories: dict[Path, tuple[tarfile.TarInfo, int, int]] = {}
+    refused: list[str] = []  # attributes the filesystem cannot hold
     member: tarfile.TarInfo | None = None
     try:
         with tarfile.open(fileobj=stream, mode="r|", tarinfo=_StrictTarInfo) as tar:
             for member in tar:
-                total += max(member.size, 0)
+                # Extended attributes take room too (up to 64 KiB each).
+                total += max(member.size, 0) + sum(len(v) for v in member.pax_headers.values())
                 if total > policy.max_bytes:
                     raise CorruptData(f"archive unpacks to more than {policy.max_bytes} bytes")
-                _unpack_member(tar, member, dest, policy, on_bytes, directories)
+                _unpack_member(tar, member, dest, policy, on_bytes, directories, refused)
             member = None
             # Deepest first, so a directory made read-only does not stop its children's updates,
             # and after every child was written, so its mtime stays the archive's.
             for target, (dir_member, mode, _depth) in sorted(directories.items(), key=lambda kv: -kv[1][2]):
                 member = dir_member
-                _apply_dir_metadata(target, dir_member, mode, policy)
+                _apply_dir_metadata(target, dir_member, mode, policy, _xattrs_of(tar, dir_member, policy), refused)
     except tarfile.TarError as exc:
         raise CorruptData(f"damaged archive: {exc}") from None
     except EOFError:
@@ -222,12 +264,28 @@ def unpack(stream: BinaryIO, dest: Path, policy: UnpackPolicy = CRIU_IMAGES,
             raise
         where = f" entry {member.name!r}" if member is not None else ""
         raise CorruptData(f"archive{where} cannot be unpacked: {exc.strerror}") from None
+    if refused:
+        # Not fatal (a restore onto a filesystem without xattrs still runs), but never silent.
+        log.warning("the filesystem of %s cannot hold %d extended attributes of the archive (first: %s); "
+                    "they were left out", dest, len(refused), refused[0])
+
+
+def _xattrs_of(tar: tarfile.TarFile, member: tarfile.TarInfo, policy: UnpackPolicy) -> dict[str, bytes]:
+    """The attributes to set on `member`: none on a layer that may not hold them, no capabilities
+    where setuid is not allowed or no root can set them."""
+    if not policy.keep_xattrs or not member.pax_headers:
+        return {}
+    values = xattrs.from_pax(member.pax_headers, tar.encoding, tar.errors, what=member.name)
+    if not (policy.allow_setuid and os.geteuid() == 0):
+        values.pop(xattrs.CAPABILITY, None)
+    return values
 
 
 def _unpack_member(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: Path, policy: UnpackPolicy,
                    on_bytes: Callable[[int], None] | None,
-                   directories: dict[Path, tuple[tarfile.TarInfo, int, int]]) -> None:
+                   directories: dict[Path, tuple[tarfile.TarInfo, int, int]], refused: list[str]) -> None:
     rel = _safe_name(member.name)
+    attributes = _xattrs_of(tar, member, policy)  # checked for every entry, set on files and directories
     if rel == PurePosixPath("."):
         # The target's own metadata; only a layer that keeps owners (a rootfs) takes it.
         if member.isdir() and policy.keep_owner:
@@ -264,7 +322,7 @@ def _unpack_member(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: Path, po
                 if on_bytes:
                     on_bytes(len(chunk))
             out.flush()
-            _apply_fd_metadata(out.fileno(), member, mode, policy)
+            _apply_fd_metadata(out.fileno(), member, mode, policy, attributes, refused)
     elif member.issym():
         if not policy.allow_symlinks:
             raise CorruptData(f"archive entry {member.name!r} is a symlink, which this layer may not hold")
@@ -272,7 +330,9 @@ def _unpack_member(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: Path, po
             raise CorruptData(f"archive symlink {member.name!r} has an empty or NUL-containing target")
         _remove_existing(target)
         # The target is kept as written: it is resolved inside the container's root, and nothing
-        # here ever writes through it (_ensure_parent and _existing_file refuse to).
+        # here ever writes through it (_ensure_parent and _existing_file refuse to). A link's own
+        # attributes are not set: Linux allows no user.* on a link, and none of the kept ones mean
+        # anything there.
         os.symlink(member.linkname, target)
         if policy.keep_owner and os.geteuid() == 0:
             os.chown(target, member.uid, member.gid, follow_symlinks=False)
@@ -291,16 +351,20 @@ def _unpack_member(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: Path, po
         raise CorruptData(f"archive entry {member.name!r} is a device, fifo or other special file")
 
 
-def _apply_fd_metadata(fd: int, member: tarfile.TarInfo, mode: int, policy: UnpackPolicy) -> None:
+def _apply_fd_metadata(fd: int, member: tarfile.TarInfo, mode: int, policy: UnpackPolicy,
+                       attributes: dict[str, bytes], refused: list[str]) -> None:
     if policy.keep_owner and os.geteuid() == 0:
         os.fchown(fd, member.uid, member.gid)  # before chmod: chown clears setuid bits
     os.fchmod(fd, mode)
+    if attributes:  # after chown, which clears file capabilities
+        refused += (f"{name} on {member.name}" for name in xattrs.apply(fd, attributes))
     os.utime(fd, (member.mtime, member.mtime))
 
 
-def _apply_dir_metadata(target: Path, member: tarfile.TarInfo, mode: int, policy: UnpackPolicy) -> None:
+def _apply_dir_metadata(target: Path, member: tarfile.TarInfo, mode: int, policy: UnpackPolicy,
+                        attributes: dict[str, bytes], refused: list[str]) -> None:
     fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
-        _apply_fd_metadata(fd, member, mode, policy)
+        _apply_fd_metadata(fd, member, mode, policy, attributes, refused)
     finally:
         os.close(fd)

@@ -445,7 +445,7 @@ def test_pack_leaves_out_entries_removed_while_it_runs(tmp_path: Path, monkeypat
     (root / "gone-dir" / "inside").write_text("x")
     for name in ("a", "gone-file", "opened-gone", "z"):
         (root / name).write_text(name)
-    real_lstat, real_open, real_listdir = os.lstat, open, os.listdir
+    real_lstat, real_open, real_listdir = os.lstat, os.open, os.listdir
 
     def lstat(path, *a, **kw):
         if str(path).endswith("gone-file"):
@@ -464,10 +464,32 @@ def test_pack_leaves_out_entries_removed_while_it_runs(tmp_path: Path, monkeypat
 
     monkeypatch.setattr(tarball.os, "lstat", lstat)
     monkeypatch.setattr(tarball.os, "listdir", listdir)
-    monkeypatch.setattr("builtins.open", fake_open)
+    monkeypatch.setattr(tarball.os, "open", fake_open)
     out = io.BytesIO()
     tarball.pack(root, out)
     monkeypatch.undo()
     with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as tar:
         assert tar.getnames() == ["a", "gone-dir", "z"]
         assert tar.extractfile("z").read() == b"z"
+
+
+def test_pack_never_reads_through_a_file_swapped_for_a_symlink(tmp_path: Path, monkeypatch) -> None:
+    """A running container replaces a file it owns by a link to a host file between the listing and
+    the read: the host file's bytes must not end up in the checkpoint."""
+    secret = tmp_path / "host-secret"
+    secret.write_bytes(b"host secret bytes")
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "decoy").write_bytes(b"x" * len(b"host secret bytes"))
+    (root / "swapped").symlink_to(secret)
+    real_lstat = os.lstat
+
+    def lstat(path, *a, **kw):  # what the listing saw: a regular file
+        return real_lstat(root / "decoy") if str(path).endswith("swapped") else real_lstat(path, *a, **kw)
+
+    monkeypatch.setattr(tarball.os, "lstat", lstat)
+    out = io.BytesIO()
+    tarball.pack(root, out)
+    monkeypatch.undo()
+    assert b"host secret bytes" not in out.getvalue()
+    assert [m.name for m in members_of(out.getvalue())] == ["decoy"]
