@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import logging
 import os
 import shutil
+import stat
 import tempfile
 from contextlib import contextmanager
 from datetime import datetime
@@ -15,8 +17,16 @@ from ..errors import StorageError
 from ..oci.layout import Layout
 
 
+log = logging.getLogger(__name__)
+
 TMPFS = Path("/dev/shm")
 _TMPFS_MARGIN = 512 << 20
+
+
+def tmpfs_parent() -> Path:
+    """Where this user's work dirs in memory go: TMPFS/ckpt for root, TMPFS/ckpt-UID for others."""
+    uid = os.geteuid()
+    return TMPFS / ("ckpt" if uid == 0 else f"ckpt-{uid}")
 
 
 def _fast_scratch(size_hint: int) -> Path | None:
@@ -27,7 +37,48 @@ def _fast_scratch(size_hint: int) -> Path | None:
     except OSError:
         return None
     free = st.f_bavail * st.f_frsize
-    return TMPFS / "ckpt" if free >= size_hint + size_hint // 4 + _TMPFS_MARGIN else None
+    return _private_parent() if free >= size_hint + size_hint // 4 + _TMPFS_MARGIN else None
+
+
+def _private_parent() -> Path | None:
+    """tmpfs_parent(), made if missing, or None (then the work dir goes to disk) unless it is ours
+    alone: a directory, not a link, owned by this user, that nobody else can write to.
+
+    The work dirs hold every memory page of the dumped processes. /dev/shm is writable by every
+    user, so anyone could make TMPFS/ckpt first (or a link by that name) and read root's images,
+    or plant entries there. Once checked, the name stays ours: the sticky bit of /dev/shm lets
+    nobody but its owner (and root) rename or remove it."""
+    path = tmpfs_parent()
+    uid = os.geteuid()
+    try:
+        top = os.stat(TMPFS)
+        if top.st_mode & 0o002 and not top.st_mode & stat.S_ISVTX:
+            log.warning("%s is writable by everyone and not sticky: work dirs go to disk instead", TMPFS)
+            return None
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            pass
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            log.warning("%s is not a directory (a link?): not used for work dirs, which go to disk instead; "
+                        "remove it", path)
+        return None
+    try:
+        st = os.fstat(fd)
+        if st.st_uid != uid or st.st_mode & 0o022:
+            log.warning("%s belongs to uid %d with mode %o, not to uid %d alone: not used for work dirs (they hold "
+                        "memory images), which go to disk instead; remove it", path, st.st_uid,
+                        stat.S_IMODE(st.st_mode), uid)
+            return None
+        if stat.S_IMODE(st.st_mode) != 0o700:
+            os.fchmod(fd, 0o700)  # made by an earlier release with the umask's mode; only we could write in it
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return path
 
 
 def default_home() -> Path:
@@ -68,8 +119,10 @@ class Home:
         """A scratch directory, removed afterwards whatever happens. CRIU images of `size_hint`
         bytes go to memory (tmpfs) when it has room for them: dumping to and restoring from
         page-cache-backed disk is measurably slower, and the bytes are read back at once."""
-        parent = _fast_scratch(size_hint) or self.root / "tmp"
-        parent.mkdir(parents=True, exist_ok=True)
+        parent = _fast_scratch(size_hint)
+        if parent is None:
+            parent = self.root / "tmp"
+            parent.mkdir(parents=True, exist_ok=True)
         path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
         # Held for the run's lifetime: `ckpt fsck` removes only work dirs whose lock is free.
         owner = os.open(path / ".owner", os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -84,7 +137,7 @@ class Home:
         """Where a checkpoint that leaves this host at once (for a registry, a layout, an archive) is
         packed: beside its CRIU images in memory when there is room, so its bytes never touch the
         disk; else the store, as for a local save."""
-        if work.is_relative_to(TMPFS) and _fast_scratch(size_hint):
+        if work.is_relative_to(tmpfs_parent()) and _fast_scratch(size_hint):
             return Layout(work / "packed", create=True)
         return self.store()
 
