@@ -6,13 +6,13 @@ whatever they are called, Podman's default is zstd.
 from __future__ import annotations
 
 import gzip
-import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
 import zstandard
 
+from .. import atomic
 from ..errors import NotFound
 from ..oci import tarball
 from ..format.read import unpack_stream
@@ -58,20 +58,14 @@ def write(root: Path, path: Path, *, compression: str | None = None) -> int:
     """Write a tar of the directory `root` to `path` (atomically); returns its size in bytes."""
     compression = compression or compression_for(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    try:
-        # The archive holds every memory page of the processes: only its owner may read it.
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            if compression == "zstd":
-                with zstandard.ZstdCompressor(level=3, threads=-1).stream_writer(out, closefd=False) as zout:
-                    tarball.pack(root, zout)  # type: ignore[arg-type]
-            elif compression == "gzip":
-                with gzip.GzipFile(fileobj=out, mode="wb", mtime=0) as gout:
-                    tarball.pack(root, gout)  # type: ignore[arg-type]
-            else:
-                tarball.pack(root, out)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    # The archive holds every memory page of the processes: only its owner may read it.
+    with atomic.replace(path, mode=0o600) as out:
+        if compression == "zstd":
+            with zstandard.ZstdCompressor(level=3, threads=-1).stream_writer(out, closefd=False) as zout:
+                tarball.pack(root, zout)  # type: ignore[arg-type]
+        elif compression == "gzip":
+            with gzip.GzipFile(fileobj=out, mode="wb", mtime=0) as gout:
+                tarball.pack(root, gout)  # type: ignore[arg-type]
+        else:
+            tarball.pack(root, out)
     return path.stat().st_size

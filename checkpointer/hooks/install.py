@@ -14,6 +14,7 @@ import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from .. import atomic
 from ..errors import MissingDependency, UsageError
 from .paths import InstallPaths, templates
 from .settings import HookSettings
@@ -150,10 +151,7 @@ def _render(template: str, dest: Path, values: dict[str, str], mode: int) -> Pat
 
 
 def _write(path: Path, text: str, mode: int = 0o644) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
+    atomic.write_bytes(path, text.encode(), mode=mode)
 
 
 def _previous(config: Path) -> dict:

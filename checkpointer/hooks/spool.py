@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from .. import atomic
 from ..errors import NotFound
 from .job import PUBLISHED, Job
 
@@ -57,10 +58,7 @@ class Spool:
         return path
 
     def save(self, job: Job) -> None:
-        path = self.job_dir(job.id)
-        tmp = path / "job.json.tmp"
-        tmp.write_text(json.dumps(job.to_json(), indent=2))
-        os.replace(tmp, path / "job.json")
+        atomic.write_bytes(self.job_dir(job.id) / "job.json", json.dumps(job.to_json(), indent=2).encode())
 
     def load(self, job_id: str) -> Job:
         try:

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
+from .. import atomic
 from ..errors import CorruptData, NotFound
 from . import annotations as ann
 from . import mediatypes as mt
@@ -266,16 +267,7 @@ class Layout:
         self._write_atomic("index.json", json.dumps(index.to_json(), indent=2).encode())
 
     def _write_atomic(self, name: str, data: bytes) -> None:
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=f".{name}.")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.root / name)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic.write_bytes(self.root / name, data)
 
     # -- maintenance ---------------------------------------------------------------------------
 

@@ -4,10 +4,9 @@ a push to another repository of the same registry can then mount the blobs it al
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
+from .. import atomic
 from ..reference import RegistryRef
 
 FILE = "registry-repos.json"
@@ -35,9 +34,6 @@ def remember(store: Path, ref: RegistryRef) -> None:
     repos = [ref.repository] + [r for r in data.get(ref.api_host, []) if r != ref.repository]
     data[ref.api_host] = repos[:KEEP]
     try:
-        fd, tmp = tempfile.mkstemp(dir=store, prefix=f".{FILE}.")
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f)
-        os.replace(tmp, store / FILE)
+        atomic.write_bytes(store / FILE, json.dumps(data).encode())
     except OSError:
         pass

@@ -17,11 +17,11 @@ import json
 import logging
 import os
 import subprocess
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
+from .. import atomic
 from ..errors import AuthError
 
 log = logging.getLogger(__name__)
@@ -189,18 +189,7 @@ def lookup(host: str, *, config_path: Path | None = None,
 
 def _write_config(path: Path, cfg: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".config.json.")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(cfg, f, indent="\t")
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic.write_bytes(path, (json.dumps(cfg, indent="\t") + "\n").encode(), mode=0o600)
 
 
 def _helper_for(cfg: dict, host: str) -> str | None:
