@@ -7,6 +7,10 @@ Lookup order for a host (the first that has an entry wins):
      (inside it: `credHelpers[host]`, then `credsStore`, then `auths[host]`)
   3. `${XDG_RUNTIME_DIR}/containers/auth.json`, then `~/.config/containers/auth.json`
 
+`ckpt login` writes to the first of these files (login_file()): `$REGISTRY_AUTH_FILE` when it is
+set, as `podman login` does, else the docker config. So what it stored is what is used, and
+never an older entry in a file read before it.
+
 Secrets never reach a log line or a repr.
 """
 from __future__ import annotations
@@ -70,7 +74,9 @@ def docker_config_path(env: Mapping[str, str] | None = None) -> Path:
     return Path(base) / "config.json" if base else Path.home() / ".docker" / "config.json"
 
 
-def _auth_files(env: Mapping[str, str]) -> list[Path]:
+def auth_files(env: Mapping[str, str] | None = None) -> list[Path]:
+    """The files the lookup reads, in its order."""
+    env = os.environ if env is None else env
     files = []
     if env.get("REGISTRY_AUTH_FILE"):
         files.append(Path(env["REGISTRY_AUTH_FILE"]))
@@ -79,6 +85,25 @@ def _auth_files(env: Mapping[str, str]) -> list[Path]:
         files.append(Path(env["XDG_RUNTIME_DIR"]) / "containers" / "auth.json")
     files.append(Path.home() / ".config" / "containers" / "auth.json")
     return files
+
+
+def login_file(env: Mapping[str, str] | None = None) -> Path:
+    """Where login stores and logout erases: the file the lookup reads first."""
+    return auth_files(env)[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """Credentials and where the lookup took them from."""
+
+    credentials: Credentials
+    path: Path
+    helper: str | None = None
+
+    @property
+    def where(self) -> str:
+        return f"credential helper docker-credential-{self.helper} (named in {self.path})" if self.helper \
+            else str(self.path)
 
 
 def _read_config(path: Path) -> dict:
@@ -161,28 +186,36 @@ def _from_helper(helper: str, host: str) -> Credentials | None:
     return None if creds.anonymous else creds
 
 
-def _from_config(cfg: dict, host: str, path: Path) -> Credentials | None:
+def _from_config(cfg: dict, host: str, path: Path) -> Found | None:
     helper = _matching(cfg.get("credHelpers"), host)
     if isinstance(helper, str) and helper:
-        return _from_helper(helper, host)
+        creds = _from_helper(helper, host)
+        return Found(creds, path, helper) if creds else None
     store = cfg.get("credsStore")
     if isinstance(store, str) and store:
         creds = _from_helper(store, host)
         if creds:
-            return creds
-    return _from_auth_entry(_matching(cfg.get("auths"), host), path)
+            return Found(creds, path, store)
+    creds = _from_auth_entry(_matching(cfg.get("auths"), host), path)
+    return Found(creds, path) if creds else None
+
+
+def find(host: str, *, config_path: Path | None = None, env: Mapping[str, str] | None = None) -> Found | None:
+    """The credentials the lookup uses for `host` and where they are; None if there are none.
+    With `config_path`, read only that file."""
+    for path in [Path(config_path)] if config_path else auth_files(env):
+        found = _from_config(_read_config(path), host, path)
+        if found:
+            log.debug("credentials for %s found via %s", host, found.where)
+            return found
+    return None
 
 
 def lookup(host: str, *, config_path: Path | None = None,
            env: Mapping[str, str] | None = None) -> Credentials | None:
     """Stored credentials for `host`, or None. With `config_path`, read only that file."""
-    env = os.environ if env is None else env
-    for path in [Path(config_path)] if config_path else _auth_files(env):
-        creds = _from_config(_read_config(path), host, path)
-        if creds:
-            log.debug("credentials for %s found via %s", host, path)
-            return creds
-    return None
+    found = find(host, config_path=config_path, env=env)
+    return found.credentials if found else None
 
 
 # -- writing (login / logout) ---------------------------------------------------------------------
@@ -208,10 +241,11 @@ def _drop_entries(entries: dict, host: str) -> bool:
     return bool(gone)
 
 
-def store(host: str, creds: Credentials, *, config_path: Path | None = None) -> str:
-    """Save `creds` for `host` in docker config.json format (or its credential helper).
-    Returns a short description of where they went."""
-    path = Path(config_path) if config_path else docker_config_path()
+def store(host: str, creds: Credentials, *, config_path: Path | None = None,
+          env: Mapping[str, str] | None = None) -> str:
+    """Save `creds` for `host` in login_file() (docker config.json format) or the credential helper
+    it names. Returns where they went, as Found.where says it."""
+    path = Path(config_path) if config_path else login_file(env)
     cfg = _read_config(path)
     key = config_key(host)
     auths = cfg.setdefault("auths", {})
@@ -223,7 +257,7 @@ def store(host: str, creds: Credentials, *, config_path: Path | None = None) -> 
         run_helper(helper, "store", json.dumps({"ServerURL": key, "Username": user, "Secret": secret}))
         _drop_entries(auths, host)
         auths[key] = {}
-        where = f"credential helper docker-credential-{helper}"
+        where = Found(creds, path, helper).where
     else:
         _drop_entries(auths, host)
         entry: dict[str, str] = {}
@@ -237,9 +271,9 @@ def store(host: str, creds: Credentials, *, config_path: Path | None = None) -> 
     return where
 
 
-def erase(host: str, *, config_path: Path | None = None) -> bool:
-    """Forget the credentials for `host`; True if there were any."""
-    path = Path(config_path) if config_path else docker_config_path()
+def erase(host: str, *, config_path: Path | None = None, env: Mapping[str, str] | None = None) -> bool:
+    """Forget the credentials for `host` in login_file() (and its helper); True if there were any."""
+    path = Path(config_path) if config_path else login_file(env)
     cfg = _read_config(path)
     removed = False
     helper = _helper_for(cfg, host)

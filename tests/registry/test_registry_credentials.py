@@ -165,7 +165,7 @@ def test_login_logout_against_registry(registry_basic, tmp_path):
         login(host, registry_basic.username, "wrong")
     assert f"ckpt login {host}" in exc.value.hint
     assert not cfg.exists()  # nothing stored for refused credentials
-    assert login(host, registry_basic.username, registry_basic.password) == str(cfg)
+    assert login(host, registry_basic.username, registry_basic.password).stored_in == str(cfg)
     assert "s3cret" not in repr(cr.lookup(host))
 
     # a Registry without explicit credentials now finds them in the docker config
@@ -174,7 +174,7 @@ def test_login_logout_against_registry(registry_basic, tmp_path):
     push(art.layout, art.desc, dest)
     assert pull(dest, Layout(tmp_path / "dst", create=True)).digest == art.desc.digest
 
-    assert logout(host) is True
+    assert logout(host).removed_from == str(cfg)
     with Registry(host) as reg, pytest.raises(AuthError, match="requires credentials"):
         push(art.layout, art.desc, dest, registry=reg)
 
