@@ -49,6 +49,7 @@ add_suite() {
     local suite=$1 mirror
     [ -f "/etc/apt/sources.list.d/$suite.sources" ] && return 0
     mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+    [ -n "$mirror" ] || mirror=$(awk '$1 == "deb" && $3 ~ /^(bookworm|trixie)$/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
     [ -n "$mirror" ] || mirror=http://deb.debian.org/debian
     printf 'Types: deb\nURIs: %s\nSuites: %s\nComponents: main\nSigned-By: %s\n' \
         "$mirror" "$suite" /usr/share/keyrings/debian-archive-keyring.gpg > "/etc/apt/sources.list.d/$suite.sources"
@@ -95,9 +96,16 @@ install_pycriu() {
     tmp=$(mktemp -d)
     # Only this directory, owned by _apt, so apt's download sandbox can write there.
     chown _apt "$tmp" 2>/dev/null || true
-    local suite=""
+    # The build of the installed criu package; else (the suite moved on) the newest one.
+    local build suite=""
+    build=$(dpkg-query -W -f='${Version}' criu 2>/dev/null || true)
     has_suite forky && suite="/forky"
-    (cd "$tmp" && apt-get download -qq "python3-pycriu$suite" 2>/dev/null || apt-get download -qq python3-pycriu)
+    pycriu_download() {
+        (cd "$tmp" && { { [ -n "$build" ] && apt-get download -qq "python3-pycriu=$build" 2>/dev/null; } ||
+            apt-get download -qq "python3-pycriu$suite" 2>/dev/null || apt-get download -qq python3-pycriu; })
+    }
+    # A machine whose package lists were cleaned (or are older than its CRIU) needs them fetched.
+    pycriu_download || { [ $apt_updated = 1 ] || { apt_refresh; pycriu_download; }; }
     dpkg-deb -x "$tmp"/python3-pycriu_*.deb "$tmp/x"
     rm -rf "$site/pycriu" "$site"/pycriu-*.dist-info
     cp -r "$tmp/x/usr/lib/python3/dist-packages/pycriu" "$tmp/x/usr/lib/python3/dist-packages/"pycriu-*.dist-info "$site/"
@@ -121,7 +129,20 @@ venv_fits() {
 venv_fits || { rm -rf .venv; $system_python -m venv .venv; }
 extra=""
 [ $want_test = 1 ] && extra="[test]"
-.venv/bin/pip install -q --disable-pip-version-check -e ".${extra}"
+# pip is most of a repeated setup's time (5 s): it runs only when pyproject.toml changed since the
+# last install into this venv, or the test extra is asked for and was not installed.
+deps_stamp=.venv/ckpt-deps
+deps_want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+deps_fit() {
+    [ -x .venv/bin/ckpt ] && [ -f $deps_stamp ] || return 1
+    local sha had
+    read -r sha had < $deps_stamp || true
+    [ "$sha" = "$deps_want" ] && { [ -z "$extra" ] || [ "$had" = "$extra" ]; }
+}
+if ! deps_fit; then
+    .venv/bin/pip install -q --disable-pip-version-check -e ".${extra}"
+    echo "$deps_want $extra" > $deps_stamp
+fi
 install_pycriu
 
 python_now=$($system_python -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')
