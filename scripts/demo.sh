@@ -7,15 +7,19 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 
 ckpt=.venv/bin/ckpt
-name="ckpt-demo-$$"
+name="ckpt-demo-$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')"   # unique: runc names cgroups after it
 work=$(mktemp -d /tmp/ckpt-demo.XXXXXX)
 trap 'runc delete --force "$name" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 
 echo "== building the sample bundle (busybox + a workload holding 64 MiB) in $work"
 .venv/bin/python samples/make_bundle.py "$work/bundle" --mem 64 >/dev/null
-runc run --detach --bundle "$work/bundle" "$name" </dev/null >/dev/null 2>&1
+# The workload moves its stdio into the container at once (CRIU cannot dump a host file on it);
+# runc's own errors are shown if it fails to start.
+runc run --detach --bundle "$work/bundle" "$name" </dev/null >/dev/null 2>"$work/runc.err" ||
+    { cat "$work/runc.err" >&2; exit 1; }
 sleep 2
-echo "== running:  $(cat "$work/bundle/rootfs/state")"
+before=$(cat "$work/bundle/rootfs/state")
+echo "== running:  $before"
 
 echo "== ckpt save $name"
 $ckpt save "$name"
@@ -26,7 +30,15 @@ echo "== ckpt restore $name:latest"
 $ckpt restore "$name:latest"
 sleep 2
 bundle=$($ckpt restore "$name:latest" --if-running-ok --json | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["bundle"])')
-echo "== restored: $(cat "$bundle/rootfs/state")"
+after=$(cat "$bundle/rootfs/state")
+echo "== restored: $after"
+field() { printf '%s\n' "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+if [ "$(field nonce "$after")" != "$(field nonce "$before")" ] ||
+   [ "$(field checksum "$after")" != "$(field verified "$after")" ] ||
+   [ "$(field counter "$after")" -le "$(field counter "$before")" ]; then
+    echo "demo: the restored workload is not the one saved, or its memory check failed" >&2
+    exit 1
+fi
 echo "   (same nonce and checksum: the same process, memory intact; the counter went on)"
 runc list | grep -E "^ID|^$name"
 
