@@ -45,7 +45,7 @@ def transient(exc: CkptError) -> bool:
 
 
 class _Entry:
-    __slots__ = ("length", "data", "error", "ready", "remaining", "used")
+    __slots__ = ("length", "data", "error", "ready", "remaining", "used", "trouble")
 
     def __init__(self, length: int, remaining: int, now: float) -> None:
         self.length = length
@@ -54,6 +54,7 @@ class _Entry:
         self.ready = threading.Event()
         self.remaining = remaining  # lazy bytes of this content not served yet
         self.used = now
+        self.trouble: CkptError | None = None  # the last failure of a fetch still being retried
 
 
 def decompress(packed: bytes, length: int, what: str) -> bytearray:
@@ -186,8 +187,9 @@ class Memory:
                     raise self.failure
                 left = self.policy.deadline - (self._clock() - start)
                 if left <= 0:
+                    why = f" (last error: {entry.trouble})" if entry.trouble else ""
                     raise Unreachable(f"chunk {chunk.desc.digest} of {chunk.pages_file} did not arrive within "
-                                      f"{self.policy.deadline:g} s", hint="check the network and the registry")
+                                      f"{self.policy.deadline:g} s{why}", hint="check the network and the registry")
                 if idle is None:
                     self._lock.wait(min(left, 0.5))
                     continue
@@ -210,7 +212,7 @@ class Memory:
             if entry is None:
                 continue
             try:
-                packed = self._fetch(chunk)
+                packed = self._fetch(chunk, entry)
                 data = decompress(packed, chunk.length, f"pages chunk {chunk.desc.digest}")
             except CkptError as exc:
                 log.info("pages chunk %s cannot be had: %s", chunk.desc.digest, exc)
@@ -226,7 +228,7 @@ class Memory:
                 entry.ready.set()
                 self._lock.notify_all()
 
-    def _fetch(self, chunk: Chunk) -> bytes:
+    def _fetch(self, chunk: Chunk, entry: _Entry) -> bytes:
         """The chunk's verified blob, retried with backoff while the trouble may pass and the
         deadline (from the first failure) allows."""
         first_failure, attempt = None, 0
@@ -237,6 +239,7 @@ class Memory:
             except CkptError as exc:
                 now = self._clock()
                 first_failure = first_failure if first_failure is not None else now
+                entry.trouble = exc
                 if not transient(exc) or self._closed:
                     raise
                 delay = self.policy.delay(attempt)

@@ -1,0 +1,71 @@
+"""The guard of a lazy restore: a small process, in a session of its own, that keeps the restored
+container from running on with missing memory if the page supervisor dies (SIGKILL included).
+
+It holds copies of the supervisor's end of the page-server socket (so the lazy-pages daemon does
+not see it close and exit) and of the daemon's userfaultfds (so a fault on a missing page waits
+instead of reading zeros). When its control socket closes without a "release", the supervisor is
+gone: it kills the container, waits for it to die, and only then lets those descriptors go.
+
+    python -m checkpointer.lazy.guard      (fd 0: a SOCK_SEQPACKET control socket)
+
+Messages, one JSON object each, descriptors attached with SCM_RIGHTS:
+    {"stopper": {...}}            how to kill the container (stop.Stopper)
+    {"hold": N}  + N fds          hold these (replacing what was held before)
+    {"pid": PID}                  the container's init, once restored
+    {"release": true}             all is well (or already handled): let go and exit
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+
+from .stop import Stopper, stop_container
+
+MAX_FDS = 4096
+
+
+def run(control: socket.socket) -> int:
+    stopper: Stopper | None = None
+    init_pid: int | None = None
+    held: list[int] = []
+    try:
+        while True:
+            data, fds, _, _ = socket.recv_fds(control, 1 << 16, MAX_FDS)
+            if not data:  # the supervisor is gone: kill before letting go
+                if stopper is not None:
+                    stop_container(stopper, init_pid)
+                return 1
+            message = json.loads(data)
+            if "hold" in message:
+                held, old = list(fds), held
+                for fd in old:
+                    os.close(fd)
+            else:
+                for fd in fds:
+                    os.close(fd)
+            if "stopper" in message:
+                stopper = Stopper.from_json(message["stopper"])
+            if "pid" in message:
+                init_pid = int(message["pid"])
+            if message.get("release"):
+                return 0
+            control.send(b"ok")
+    finally:
+        for fd in held:
+            os.close(fd)
+
+
+def main() -> int:
+    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
+        signal.signal(sig, signal.SIG_IGN)
+    control = socket.socket(fileno=os.dup(0))
+    os.close(0)
+    os.open(os.devnull, os.O_RDONLY)
+    return run(control)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
