@@ -53,7 +53,8 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main_options(
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", envvar="CKPT_DEBUG",
+                                        help="Show tracebacks for errors.")] = False,
     home: Annotated[Optional[Path], typer.Option("--home", envvar="CKPT_HOME",
                                                  help="Where the local store lives.")] = None,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
@@ -466,27 +467,33 @@ def _sigterm(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def main(argv: list[str] | None = None) -> int:
+INTERRUPTED = 130
+
+
+def main(argv: list[str] | None = None, *, prog_name: str | None = None) -> int:
+    """The one error boundary of every ckpt command (`python -m checkpointer.hooks` comes here too):
+    ckpt's errors with their exit code and hint, Ctrl-C and SIGTERM as 130, a bug as 70."""
     signal.signal(signal.SIGTERM, _sigterm)
     try:
-        app(args=argv, standalone_mode=False)
+        # Not standalone: typer then returns the code of a typer.Exit (`ckpt fsck` asks for 8) and
+        # turns a KeyboardInterrupt inside a command into 130, instead of exiting itself.
+        code = app(args=argv, prog_name=prog_name, standalone_mode=False)
     except CkptError as exc:
         ui.show_error(exc, debug=State.debug)
         return exc.exit_code
-    except KeyboardInterrupt:
-        ui.err.print("[bold red]ERROR[/]: interrupted")
-        return 130
+    except (KeyboardInterrupt, typer.Abort):
+        code = INTERRUPTED
     except typer.Exit as exc:
         return exc.exit_code
-    except typer.Abort:
-        return 130
     except Exception as exc:  # noqa: BLE001 - the last line of defence shows a bug as a bug
         if _is_usage_error(exc):
             exc.show()  # type: ignore[attr-defined]
             return 2
         ui.show_unexpected(exc)
         return 70
-    return 0
+    if code == INTERRUPTED:  # no command asks for 130 itself
+        ui.err.print("[bold red]ERROR[/]: interrupted")
+    return code if isinstance(code, int) else 0
 
 
 def _is_usage_error(exc: Exception) -> bool:

@@ -1,7 +1,8 @@
 """`ckpt hooks`: install, uninstall, status, retry, drop. A typer sub-app: parse, call, render.
 
 Mounted in the main command line with `app.add_typer(hooks_app, name="hooks")`; also runs on
-its own as `python -m checkpointer.hooks` (tests use that).
+its own as `python -m checkpointer.hooks`, which is `ckpt hooks` with the same error boundary
+(checkpointer/cli.py main).
 """
 from __future__ import annotations
 
@@ -11,10 +12,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from typer.exceptions import TyperException
 
 from .. import ui
-from ..errors import CkptError, UsageError
+from ..errors import UsageError
 from ..porcelain.home import default_home
 from . import keys
 from .paths import InstallPaths, config_path
@@ -200,22 +200,11 @@ def drop(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run `ckpt hooks` on its own (python -m checkpointer.hooks)."""
-    try:
-        code = hooks_app(args=argv, standalone_mode=False, prog_name="ckpt hooks")
-    except CkptError as exc:
-        ui.show_error(exc)
-        return exc.exit_code
-    except typer.Exit as exc:
-        return exc.exit_code
-    except typer.Abort:
-        return 130
-    except TyperException as exc:  # bad usage: typer's (click's) own errors
-        show = getattr(exc, "show", None)
-        if show:
-            show()
-        return int(getattr(exc, "exit_code", 2))
-    return code if isinstance(code, int) else 0
+    """Run `ckpt hooks ARGS` (python -m checkpointer.hooks ARGS), through ckpt's one error boundary.
+    --debug is an option of `ckpt` itself: here, set CKPT_DEBUG=1."""
+    from ..cli import main as ckpt_main
+
+    return ckpt_main(["hooks", *(sys.argv[1:] if argv is None else argv)], prog_name="ckpt")
 
 
 if __name__ == "__main__":
