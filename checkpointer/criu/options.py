@@ -54,9 +54,14 @@ def _camel(name: str) -> str:
 def log_tail(log: Path, lines: int = 12) -> str:
     """The lines of a CRIU log that explain a failure: its errors, then its last lines."""
     try:
-        text = log.read_text(errors="replace").splitlines()
+        return tail_of(log.read_text(errors="replace"), lines)
     except OSError:
         return ""
+
+
+def tail_of(log_text: str, lines: int = 12) -> str:
+    """The lines of a CRIU log's text that explain a failure: its errors, then its last lines."""
+    text = log_text.splitlines()
     errors = [ln for ln in text if ("Error" in ln or "Warn" in ln) and not any(h in ln for h in _HARMLESS)]
     tail = [ln for ln in text[-lines:] if ln not in errors]
     return "\n".join(errors[-lines:] + tail)
