@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CriuFailed, MissingDependency, NotFound
-from .options import CriuOptions, log_tail
+from .config import NFTABLES
+from .diagnose import criu_failed
+from .options import CriuOptions
 from .probe import INSTALL_HINT, criu_path
 
 LOG_LEVEL = 4  # CRIU's most verbose: the log is only read when something failed
@@ -35,7 +37,8 @@ def _pycriu() -> Any:
                                      "Python that sees them (the .venv made by scripts/setup.sh does)") from None
 
 
-def _client(pycriu: Any, images: Path, work: Path, options: CriuOptions, log_file: str) -> tuple[Any, list[int]]:
+def _client(pycriu: Any, images: Path, work: Path, options: CriuOptions, log_file: str,
+            network_lock: str | None) -> tuple[Any, list[int]]:
     client = pycriu.criu()
     client.use_binary(criu_path())  # pycriu execs its argument as is: it must be a full path
     fds = [os.open(images, os.O_DIRECTORY | os.O_RDONLY), os.open(work, os.O_DIRECTORY | os.O_RDONLY)]
@@ -47,21 +50,24 @@ def _client(pycriu: Any, images: Path, work: Path, options: CriuOptions, log_fil
     opts.file_locks = options.file_locks
     opts.ext_unix_sk = options.ext_unix_sk
     opts.shell_job = options.shell_job
+    if network_lock == NFTABLES:  # else CRIU's default, iptables (config.network_lock)
+        opts.network_lock = pycriu.rpc.NFTABLES
     return client, fds
 
 
 def _failed(pycriu: Any, exc: Exception, what: str, log: Path, hint: str | None) -> CriuFailed:
     errno_ = getattr(exc, "errno", None)
     detail = os.strerror(errno_) if isinstance(errno_, int) and errno_ > 0 else str(exc)
-    return CriuFailed(f"CRIU could not {what}: {detail}", log_tail=log_tail(log), hint=hint)
+    return criu_failed(f"CRIU could not {what}: {detail}", log=log, hint=hint)
 
 
-def dump(pid: int, images: Path, work: Path, options: CriuOptions) -> None:
-    """Checkpoint the process tree rooted at `pid` into `images` (its log goes to `work`)."""
+def dump(pid: int, images: Path, work: Path, options: CriuOptions, *, network_lock: str | None = None) -> None:
+    """Checkpoint the process tree rooted at `pid` into `images` (its log goes to `work`).
+    `network_lock`: config.NFTABLES, or None for CRIU's default."""
     pycriu = _pycriu()
     if not Path(f"/proc/{pid}").exists():
         raise NotFound(f"no process with pid {pid}", hint="`ps -e` lists the processes")
-    client, fds = _client(pycriu, images, work, options, DUMP_LOG)
+    client, fds = _client(pycriu, images, work, options, DUMP_LOG, network_lock)
     client.opts.pid = pid
     client.opts.leave_running = options.leave_running
     try:
@@ -74,10 +80,10 @@ def dump(pid: int, images: Path, work: Path, options: CriuOptions) -> None:
             os.close(fd)
 
 
-def restore(images: Path, work: Path, options: CriuOptions) -> Restored:
+def restore(images: Path, work: Path, options: CriuOptions, *, network_lock: str | None = None) -> Restored:
     """Restore the tree in `images` as a sibling of CRIU, so it lives on without ckpt."""
     pycriu = _pycriu()
-    client, fds = _client(pycriu, images, work, options.for_restore(), RESTORE_LOG)
+    client, fds = _client(pycriu, images, work, options.for_restore(), RESTORE_LOG, network_lock)
     client.opts.rst_sibling = True
     try:
         resp = client.restore()

@@ -5,6 +5,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..criu.netns import NetworkState
 from ..criu.options import CriuOptions
 from ..errors import CorruptData
 from ..host import HostInfo
@@ -26,6 +27,7 @@ class CheckpointConfig:
     base_name: str | None = None
     base_digest: str | None = None
     ckpt_version: str = ""
+    network: NetworkState | None = None  # None in checkpoints made before ckpt recorded it
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -39,6 +41,8 @@ class CheckpointConfig:
                      "cgroupVersion": self.host.cgroup_version, "cpuFlags": list(self.host.cpu_flags)},
             "container": {"id": self.container_id, "name": self.container_name},
         }
+        if self.network is not None:
+            out["network"] = self.network.to_json()
         if self.base_name or self.base_digest:
             out["base"] = {k: v for k, v in (("name", self.base_name), ("digest", self.base_digest)) if v}
         return out
@@ -65,6 +69,7 @@ class CheckpointConfig:
                 created=str(obj.get("created", "")), criu_options=CriuOptions.from_json(criu.get("options")),
                 base_name=base.get("name"), base_digest=base.get("digest"),
                 ckpt_version=str(obj.get("ckptVersion", "")),
+                network=NetworkState.from_json(obj["network"]) if obj.get("network") is not None else None,
             )
         except CorruptData:
             raise

@@ -4,6 +4,7 @@ archive's contents as layers (compat/exportdir.py) and rebuilds it for the resto
 """
 from __future__ import annotations
 
+import json
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
@@ -12,7 +13,8 @@ from typing import Any, Sequence
 from .. import __version__
 from ..compat import archive
 from ..compat.exportdir import has_archive, unpack_archive_dir, write_ckpt
-from ..criu import probe
+from ..criu import config as criu_config
+from ..criu import netns, probe
 from ..criu.options import CriuOptions
 from ..errors import AlreadyExists, CkptError, Interrupted, MissingDependency, UsageError
 from ..format.config import CheckpointConfig
@@ -38,15 +40,18 @@ def save_podman(name: str, dest: str | None, *, options: CriuOptions, with_volum
                          hint="only running containers can be checkpointed")
     now = datetime.now(timezone.utc)
     dests = destinations(ctr.name, dest, now)
-    config = _config(podman, ctr, options, now)
+    namespace = netns.namespace_of(_read_spec(Path(ctr.spec_path)))
+    lock = criu_config.network_lock(needs_lock=namespace != netns.HOST or options.tcp_established)
+    config = _config(podman, ctr, options, now, netns.read(ctr.pid, namespace))
     store = home.store()
     for target in dests:
         preflight(target, registry=registry)
 
     with home.workdir("save-", size_hint=tree_rss(ctr.pid)) as work:
         export = work / "export.tar"
+        criu = _criu(work, ctr.runtime, criu_config.write(work, criu_config.CriuConfig(network_lock=lock)))
         on_progress(Update("checkpoint", 0, 1, ctr.name))
-        podman.checkpoint(ctr.id, export, options, with_volumes=with_volumes)
+        podman.checkpoint(ctr.id, export, options, with_volumes=with_volumes, criu=criu)
         on_progress(Update("checkpoint", 1, 1, ctr.name))
         try:
             root = work / "archive"
@@ -59,14 +64,29 @@ def save_podman(name: str, dest: str | None, *, options: CriuOptions, with_volum
                                encrypt_to=encrypt_to)
         except BaseException as exc:
             if not options.leave_running:
-                _put_back(podman, ctr, export, options, home)
+                _put_back(podman, ctr, export, options, home, work, config.network)
             if isinstance(exc, KeyboardInterrupt):
                 raise Interrupted("save interrupted; the container was put back and nothing was tagged") from None
             raise
     return result(store, ctr.name, dests, desc, options.leave_running)
 
 
-def _config(podman: Podman, ctr: PodmanContainer, options: CriuOptions, now: datetime) -> CheckpointConfig:
+def _criu(work: Path, runtime: str, conf: Path | None) -> Path | None:
+    """How a CRIU config reaches CRIU under Podman: a CRIU wrapper for runc (runtime/podman.py).
+    Other runtimes have no such option; they get none."""
+    return criu_config.criu_wrapper(work, conf) if conf and runtime in ("runc", "") else None
+
+
+def _read_spec(path: Path) -> dict:
+    try:
+        spec = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return spec if isinstance(spec, dict) else {}
+
+
+def _config(podman: Podman, ctr: PodmanContainer, options: CriuOptions, now: datetime,
+            network: netns.NetworkState) -> CheckpointConfig:
     runtime_version = ""
     if ctr.runtime == "runc":
         try:
@@ -78,13 +98,17 @@ def _config(podman: Podman, ctr: PodmanContainer, options: CriuOptions, now: dat
         criu_version=probe.version(), host=host_info(), container_id=ctr.id, container_name=ctr.name,
         created=now.strftime("%Y-%m-%dT%H:%M:%SZ"), criu_options=options,
         base_name=ctr.image_name or None, base_digest=podman.image_digest(ctr.image_id) if ctr.image_id else None,
-        ckpt_version=__version__)
+        ckpt_version=__version__, network=network)
 
 
-def _put_back(podman: Podman, ctr: PodmanContainer, export: Path, options: CriuOptions, home: Home) -> None:
+def _put_back(podman: Podman, ctr: PodmanContainer, export: Path, options: CriuOptions, home: Home, work: Path,
+              network: netns.NetworkState | None) -> None:
     """Restore the container in place after a failure that came after the dump."""
     try:
-        podman.restore_in_place(ctr.id, options)
+        rollback = work / "rollback"
+        rollback.mkdir(exist_ok=True)
+        conf = criu_config.restore_config(rollback, network, tcp_established=options.tcp_established)
+        podman.restore_in_place(ctr.id, options, criu=_criu(rollback, ctr.runtime, conf))
     except CkptError as exc:
         rescue = home.rescue_path(store_name_for(ctr.name), ".tar")
         shutil.copyfile(export, rescue)
@@ -95,8 +119,8 @@ def _put_back(podman: Podman, ctr: PodmanContainer, export: Path, options: CriuO
 
 def restore_podman(layout: Layout, checkpoint: Checkpoint, *, name: str | None, if_running: bool, home: Home,
                    registry: RegistryOptions = RegistryOptions(),
-                   on_progress: OnProgress = noop) -> tuple[str, int, bool]:
-    """Restore into Podman; returns (container name, pid, already running)."""
+                   on_progress: OnProgress = noop) -> tuple[str, int, bool, tuple[str, ...]]:
+    """Restore into Podman; returns (container name, pid, already running, warnings)."""
     if not has_archive(checkpoint):
         raise UsageError(why_not_podman(checkpoint))
     podman = Podman()
@@ -104,7 +128,7 @@ def restore_podman(layout: Layout, checkpoint: Checkpoint, *, name: str | None, 
     if podman.exists(container):
         ctr = podman.container(container)
         if if_running and ctr.status == "running":
-            return container, ctr.pid, True
+            return container, ctr.pid, True, ()
         raise AlreadyExists(f"a Podman container named {container!r} exists already",
                             hint="pick another name with --name, or remove that container")
     pulled = _ensure_base(podman, checkpoint.config.base_name, insecure=registry.insecure)
@@ -114,11 +138,17 @@ def restore_podman(layout: Layout, checkpoint: Checkpoint, *, name: str | None, 
             root = work / "archive"
             root.mkdir()
             unpack_archive_dir(layout, checkpoint, root, on_progress=on_progress)
+            spec = _read_spec(root / "spec.dump")
+            network = checkpoint.config.network or netns.NetworkState.assumed(spec)
+            options = checkpoint.config.criu_options
+            conf = criu_config.restore_config(work, network, tcp_established=options.tcp_established)
             export = work / "import.tar"
             archive.write(root, export, compression="none")
             shutil.rmtree(root)
             on_progress(Update("restore", 0, 1, container))
-            podman.restore_import(export, container, checkpoint.config.criu_options)
+            imported = podman.restore_import(export, container, options,
+                                             original_name=checkpoint.config.container_name,
+                                             criu=_criu(work, checkpoint.config.runtime, conf))
             on_progress(Update("restore", 1, 1, container))
         ctr = podman.container(container)
     except BaseException as exc:
@@ -129,7 +159,11 @@ def restore_podman(layout: Layout, checkpoint: Checkpoint, *, name: str | None, 
         if isinstance(exc, KeyboardInterrupt):
             raise Interrupted("restore interrupted; nothing was left behind") from None
         raise
-    return container, ctr.pid, False
+    warnings = netns.warnings_after_restore(network, ctr.pid)
+    if imported.new_address:
+        warnings += ("the checkpoint's IP address is taken on this host, so Podman gave the container a new one "
+                     "(connections to the old address from outside are gone)",)
+    return container, ctr.pid, False, warnings
 
 
 def _ensure_base(podman: Podman, base: str | None, *, insecure: bool) -> str | None:

@@ -5,12 +5,14 @@ own filesystem, with their original pids, as a tree of their own (not ckpt's chi
 """
 from __future__ import annotations
 
+import os
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
 from .. import __version__
-from ..criu import probe, rpc
+from ..criu import config as criu_config
+from ..criu import netns, probe, rpc
 from ..criu.options import CriuOptions
 from ..errors import AlreadyExists, CkptError, Interrupted
 from ..format.config import CheckpointConfig
@@ -39,20 +41,23 @@ def save_process(pid: int, dest: str | None, *, options: CriuOptions, compat: st
     name = comm_of(pid) or f"pid-{pid}"
     now = datetime.now(timezone.utc)
     dests = destinations(name, dest, now)
+    # CRIU saves and restores a bare tree's own network namespace whole; ckpt only notes that it has one.
+    network = netns.NetworkState(netns.PRIVATE if _own_netns(pid) else netns.HOST)
     config = CheckpointConfig(
         engine=ENGINE, runtime="none", runtime_version="", criu_version=probe.version(), host=host_info(),
         container_id=str(pid), container_name=name, created=now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        criu_options=options, ckpt_version=__version__)
+        criu_options=options, ckpt_version=__version__, network=network)
     store = home.store()
     for target in dests:
         preflight(target, registry=registry)
+    lock = _network_lock(network, options)
 
     with home.workdir("save-", size_hint=tree_rss(pid)) as work:
         images, criu_work = work / "images", work / "criu"
         images.mkdir()
         criu_work.mkdir()
         on_progress(Update("checkpoint", 0, 1, name))
-        rpc.dump(pid, images, criu_work, options)
+        rpc.dump(pid, images, criu_work, options, network_lock=lock)
         on_progress(Update("checkpoint", 1, 1, name))
         try:
             with disk_errors("could not store the checkpoint"):
@@ -62,18 +67,32 @@ def save_process(pid: int, dest: str | None, *, options: CriuOptions, compat: st
                                encrypt_to=encrypt_to)
         except BaseException as exc:
             if not options.leave_running:
-                _put_back(images, work, options, name, home)
+                _put_back(images, work, options, name, home, lock)
             if isinstance(exc, KeyboardInterrupt):
                 raise Interrupted("save interrupted; the processes were put back and nothing was tagged") from None
             raise
     return result(store, name, dests, desc, options.leave_running)
 
 
-def _put_back(images: Path, work: Path, options: CriuOptions, name: str, home: Home) -> None:
+def _own_netns(pid: int) -> bool:
+    try:
+        return os.stat(f"/proc/{pid}/ns/net").st_ino != os.stat("/proc/self/ns/net").st_ino
+    except OSError:
+        return False
+
+
+def _network_lock(network: netns.NetworkState | None, options: CriuOptions) -> str | None:
+    """CRIU locks the network of a tree in a network namespace of its own, and each established
+    connection of one in the host's."""
+    own = network is not None and network.namespace != netns.HOST
+    return criu_config.network_lock(needs_lock=own or options.tcp_established)
+
+
+def _put_back(images: Path, work: Path, options: CriuOptions, name: str, home: Home, lock: str | None) -> None:
     rollback = work / "rollback"
     rollback.mkdir(exist_ok=True)
     try:
-        rpc.restore(images, rollback, options)
+        rpc.restore(images, rollback, options, network_lock=lock)
     except CkptError as exc:
         rescue = home.rescue_path(store_name_for(name))
         images.rename(rescue)
@@ -101,8 +120,9 @@ def restore_process(layout: Layout, checkpoint: Checkpoint, *, name: str | None,
         criu_work.mkdir()
         unpack_images(layout, checkpoint, images, on_progress=on_progress)
         on_progress(Update("restore", 0, 1, label))
+        lock = _network_lock(config.network, config.criu_options)
         try:
-            restored = rpc.restore(images, criu_work, config.criu_options)
+            restored = rpc.restore(images, criu_work, config.criu_options, network_lock=lock)
         except KeyboardInterrupt:
             raise Interrupted("restore interrupted") from None
         on_progress(Update("restore", 1, 1, label))

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..criu import probe
+from ..criu import config as criu_config
+from ..criu import netns, probe
 from ..errors import AlreadyExists, CorruptData, IncompatibleHost, Interrupted, UsageError
 from ..format import roles
 from ..format.config import CheckpointConfig
@@ -41,6 +42,7 @@ class RestoreResult:
     digest: str
     already_running: bool = False
     engine: str = "runc"
+    warnings: tuple[str, ...] = ()  # what did not come back as it was (the container runs)
 
 
 ENGINES = ("runc", "podman", "process")
@@ -142,9 +144,10 @@ def restore(ref: str, *, name: str | None = None, engine: str | None = None, run
             from .podman import restore_podman
 
             _check_host(checkpoint, force)
-            container, pid, already = restore_podman(layout, checkpoint, name=name, if_running=if_running,
-                                                     home=home, registry=registry, on_progress=on_progress)
-            return RestoreResult(container, pid, None, digest, already_running=already, engine="podman")
+            container, pid, already, warnings = restore_podman(layout, checkpoint, name=name, if_running=if_running,
+                                                               home=home, registry=registry, on_progress=on_progress)
+            return RestoreResult(container, pid, None, digest, already_running=already, engine="podman",
+                                 warnings=warnings)
         if target == "process":
             from .process import restore_process
 
@@ -224,14 +227,17 @@ def _restore_runc(layout: Layout, checkpoint: Checkpoint, digest: str, *, name: 
                 placed = frozenset()
                 (work / "images").mkdir()
             with phase("unpack rootfs"):
-                _prepare_bundle(layout, checkpoint, bundle, on_progress, rootfs)
+                spec = _prepare_bundle(layout, checkpoint, bundle, on_progress, rootfs)
+            network = checkpoint.config.network or netns.NetworkState.assumed(spec)
+            options = checkpoint.config.criu_options
+            criu_conf = criu_config.restore_config(work, network, tcp_established=options.tcp_established)
             images = work / "images"
             with phase("unpack images"):
                 unpack_images(layout, checkpoint, images, on_progress=on_progress, placed=placed)
             (work / "criu").mkdir()
             on_progress(Update("restore", 0, 1, container))
             with phase("runc restore"):
-                state = runc.restore(container, bundle, images, work / "criu", checkpoint.config.criu_options)
+                state = runc.restore(container, bundle, images, work / "criu", options, criu_conf=criu_conf)
             on_progress(Update("restore", 1, 1, container))
     except BaseException as exc:
         if runc.exists(container):
@@ -240,11 +246,12 @@ def _restore_runc(layout: Layout, checkpoint: Checkpoint, digest: str, *, name: 
         if isinstance(exc, KeyboardInterrupt):
             raise Interrupted("restore interrupted; nothing was left behind") from None
         raise
-    return RestoreResult(container, state.pid, bundle, digest)
+    warnings = netns.warnings_after_restore(network, state.pid)
+    return RestoreResult(container, state.pid, bundle, digest, warnings=warnings)
 
 
 def _prepare_bundle(layout, checkpoint: Checkpoint, bundle: Path, on_progress: OnProgress,  # noqa: ANN001
-                    unpacked: Path | None = None) -> None:
+                    unpacked: Path | None = None) -> dict:
     spec_layer = checkpoint.layer(roles.SPEC)
     rootfs_layer = checkpoint.layer(roles.ROOTFS)
     if spec_layer is None or rootfs_layer is None:
@@ -267,3 +274,4 @@ def _prepare_bundle(layout, checkpoint: Checkpoint, bundle: Path, on_progress: O
         unpack_layer(layout, rootfs_layer, bundle / "rootfs", tarball.ROOTFS)
         on_progress(Update("unpack rootfs", rootfs_layer.size, rootfs_layer.size))
     (bundle / "config.json").write_text(json.dumps(spec, indent=2))
+    return spec

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .. import __version__
-from ..criu import probe
+from ..criu import config as criu_config
+from ..criu import netns, probe
 from ..criu.options import CriuOptions
 from ..errors import CkptError, Interrupted, MissingDependency, NotFound, UsageError
 from ..format.config import CheckpointConfig
@@ -166,7 +167,7 @@ def _save_runc(container_id: str, dest: str | None, *, runc_root: Path | None, o
     # The registry check (with the import of the HTTP stack) and the version probes run while runc
     # is asked about the container: one after the other they were a tenth of a small save. An
     # error does not wait for them (an unreachable registry can take its retries' time).
-    pool = ThreadPoolExecutor(4, thread_name_prefix="preflight")
+    pool = ThreadPoolExecutor(5, thread_name_prefix="preflight")
     try:
         checks = [pool.submit(preflight, target, registry=registry) for target in dests]
         runtime_version, criu_version = pool.submit(runc.version), pool.submit(probe.version)
@@ -176,6 +177,11 @@ def _save_runc(container_id: str, dest: str | None, *, runc_root: Path | None, o
                              hint="only running containers can be checkpointed")
         spec = load_spec(state.bundle)
         rootfs = rootfs_of(state.bundle, spec)
+        # CRIU drops the network namespace of a runc container (docs/network.md): its loopback is
+        # recorded here, while the preflight runs, and brought back at restore.
+        namespace = netns.namespace_of(spec)
+        network = pool.submit(netns.read, state.pid, namespace)
+        lock = criu_config.network_lock(needs_lock=namespace != netns.HOST or options.tcp_established)
         with phase("preflight"):
             for check in checks:
                 check.result()
@@ -184,7 +190,7 @@ def _save_runc(container_id: str, dest: str | None, *, runc_root: Path | None, o
             engine="runc", runtime="runc", runtime_version=runtime_version.result(),
             criu_version=criu_version.result(), host=host_info(), container_id=container_id,
             container_name=container_id, created=now.strftime("%Y-%m-%dT%H:%M:%SZ"), criu_options=options,
-            ckpt_version=__version__)
+            ckpt_version=__version__, network=network.result())
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
     local = any(isinstance(d, StoreRef) for d in dests)
@@ -195,6 +201,7 @@ def _save_runc(container_id: str, dest: str | None, *, runc_root: Path | None, o
         images, criu_work = work / "images", work / "criu"
         images.mkdir()
         criu_work.mkdir()
+        criu_conf = criu_config.write(work, criu_config.CriuConfig(network_lock=lock))
         freeze = not options.tcp_established and state.status == "running"
         dump_options = replace(options, leave_running=True) if freeze else options
         guard = None
@@ -205,7 +212,7 @@ def _save_runc(container_id: str, dest: str | None, *, runc_root: Path | None, o
         try:
             on_progress(Update("checkpoint", 0, 1, container_id))
             with phase("dump"):
-                runc.checkpoint(container_id, images, criu_work, dump_options)
+                runc.checkpoint(container_id, images, criu_work, dump_options, criu_conf=criu_conf)
             on_progress(Update("checkpoint", 1, 1, container_id))
         except BaseException:
             if guard:
@@ -228,7 +235,7 @@ def _save_runc(container_id: str, dest: str | None, *, runc_root: Path | None, o
             if guard:
                 guard.fire()
             elif not options.leave_running:
-                _put_back(runc, container_id, state.bundle, images, work, options, home)
+                _put_back(runc, container_id, state.bundle, images, work, options, home, config.network)
             if isinstance(exc, KeyboardInterrupt):
                 raise Interrupted("save interrupted; the container was put back and nothing was tagged") from None
             raise
@@ -243,12 +250,13 @@ def _save_runc(container_id: str, dest: str | None, *, runc_root: Path | None, o
 
 
 def _put_back(runc: Runc, container_id: str, bundle: Path, images: Path, work: Path,
-              options: CriuOptions, home: Home) -> None:
+              options: CriuOptions, home: Home, network: netns.NetworkState | None) -> None:
     """Restore the container where it was, after a failure that came after the dump."""
     restore_work = work / "rollback"
     restore_work.mkdir(exist_ok=True)
     try:
-        runc.restore(container_id, bundle, images, restore_work, options.for_restore())
+        conf = criu_config.restore_config(restore_work, network, tcp_established=options.tcp_established)
+        runc.restore(container_id, bundle, images, restore_work, options.for_restore(), criu_conf=conf)
     except CkptError as exc:
         rescue = home.rescue_path(store_name_for(container_id))
         images.rename(rescue)

@@ -12,8 +12,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..criu.options import CriuOptions, log_tail
-from ..errors import AlreadyExists, CriuFailed, MissingDependency, NotFound, RuntimeFailed
+from ..criu.diagnose import criu_failed
+from ..criu.options import CriuOptions
+from ..errors import AlreadyExists, MissingDependency, NotFound, RuntimeFailed, UsageError
 
 INSTALL_HINT = "install podman (Debian: apt-get install podman)"
 TIMEOUT = 600.0
@@ -28,6 +29,13 @@ class PodmanContainer:
     image_name: str  # the name the container was created from
     image_id: str
     runtime: str  # the OCI runtime: runc, crun
+    spec_path: str = ""  # the runtime spec Podman gave the OCI runtime
+
+
+@dataclass(frozen=True, slots=True)
+class Imported:
+    id: str
+    new_address: bool  # Podman could not give the container its checkpoint's IP address back
 
 
 def installed(binary: str = "podman") -> bool:
@@ -43,11 +51,14 @@ class Podman:
             raise MissingDependency("podman is not installed", hint=INSTALL_HINT)
         self.binary = path
 
-    def _run(self, *args: str, timeout: float = TIMEOUT) -> subprocess.CompletedProcess:
+    def _run(self, *args: str, timeout: float = TIMEOUT, criu: Path | None = None) -> subprocess.CompletedProcess:
         # A new session keeps a Ctrl-C meant for ckpt away from podman and CRIU mid-dump.
+        # Podman runs the OCI runtime with an environment of its own (PATH, XDG_RUNTIME_DIR), so a
+        # CRIU config reaches CRIU through `criu`, a wrapper runc is told to use as its CRIU binary.
+        flags = ["--runtime-flag", f"criu={criu}"] if criu else []
         try:
-            return subprocess.run([self.binary, *args], capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                                  start_new_session=True, check=False, timeout=timeout)
+            return subprocess.run([self.binary, *flags, *args], capture_output=True, text=True,
+                                  stdin=subprocess.DEVNULL, start_new_session=True, check=False, timeout=timeout)
         except subprocess.TimeoutExpired as exc:
             raise RuntimeFailed(f"podman {args[0]} did not finish within {timeout:.0f}s") from exc
 
@@ -67,41 +78,56 @@ class Podman:
             return PodmanContainer(id=obj["Id"], name=obj["Name"], status=obj["State"]["Status"],
                                    pid=int(obj["State"].get("Pid") or 0),
                                    image_name=obj.get("ImageName") or "", image_id=obj.get("Image") or "",
-                                   runtime=obj.get("OCIRuntime") or "")
+                                   runtime=obj.get("OCIRuntime") or "", spec_path=obj.get("OCIConfigPath") or "")
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             raise RuntimeFailed(f"cannot read `podman container inspect {name}`: {exc!r}") from None
 
-    def checkpoint(self, name: str, archive: Path, options: CriuOptions, *, with_volumes: bool = False) -> None:
-        """Checkpoint `name` into an uncompressed export archive. On failure CRIU resumes the container."""
+    def checkpoint(self, name: str, archive: Path, options: CriuOptions, *, with_volumes: bool = False,
+                   criu: Path | None = None) -> None:
+        """Checkpoint `name` into an uncompressed export archive. On failure CRIU resumes the container.
+        `criu`: a CRIU wrapper for runc (criu/config.py criu_wrapper)."""
         args = ["container", "checkpoint", "--export", str(archive), "--compress", "none"]
         args += options.flags(without=_NO_FLAG)
         if not with_volumes:
             args.append("--ignore-volumes")
-        res = self._run(*args, name)
+        res = self._run(*args, name, criu=criu)
         if res.returncode != 0:
-            raise CriuFailed(f"podman could not checkpoint {name!r}", output=_said(res),
-                             log_tail=_criu_log_in(res.stderr),
-                             hint="the container was left running; the lines above say why")
+            raise _failed(f"podman could not checkpoint {name!r}", res,
+                          hint="the container was left running; the lines above say why")
 
-    def restore_in_place(self, name: str, options: CriuOptions) -> None:
+    def restore_in_place(self, name: str, options: CriuOptions, *, criu: Path | None = None) -> None:
         """Restore a container podman has just checkpointed, from the images it kept."""
-        res = self._run("container", "restore", *options.for_restore().flags(without=_NO_FLAG), name)
+        res = self._run("container", "restore", *options.for_restore().flags(without=_NO_FLAG), name, criu=criu)
         if res.returncode != 0:
-            raise CriuFailed(f"podman could not restore {name!r} in place", output=_said(res),
-                             log_tail=_criu_log_in(res.stderr))
+            raise _failed(f"podman could not restore {name!r} in place", res)
 
-    def restore_import(self, archive: Path, name: str, options: CriuOptions) -> str:
-        """Create and restore container `name` from an export archive; returns the new container's id."""
+    def restore_import(self, archive: Path, name: str, options: CriuOptions, *, original_name: str,
+                       criu: Path | None = None) -> Imported:
+        """Create and restore container `name` from an export archive.
+
+        Under its original name Podman gives the container its checkpoint's IP and MAC address
+        back (and its id); if another container has that address now, ckpt restores it with a new
+        one. Under another name Podman always gives a new address, and refuses --tcp-established."""
         if self.exists(name):
             raise AlreadyExists(f"a Podman container named {name!r} exists already",
                                 hint="pick another name with --name, or remove that container")
-        res = self._run("container", "restore", "--import", str(archive), "--name", name,
-                        *options.for_restore().flags(without=_NO_FLAG))
+        restore = options.for_restore()
+        renamed = name != original_name
+        if renamed and restore.tcp_established:
+            raise UsageError(f"Podman restores established TCP connections only under the container's own "
+                             f"name ({original_name!r}), not as {name!r}",
+                             hint="leave --name out, or save the container without --tcp-established")
+        args = ["container", "restore", "--import", str(archive), *restore.flags(without=_NO_FLAG)]
+        res = self._run(*args, *(["--name", name] if renamed else []), criu=criu)
+        new_address = False
+        if res.returncode != 0 and not renamed and _address_taken(res):
+            self.remove(name)  # Podman leaves the container it created behind
+            new_address = True
+            res = self._run(*args, "--ignore-static-ip", "--ignore-static-mac", criu=criu)
         if res.returncode != 0:
-            raise CriuFailed(f"podman could not restore {name!r}", output=_said(res),
-                             log_tail=_criu_log_in(res.stderr))
+            raise _failed(f"podman could not restore {name!r}", res)
         lines = res.stdout.split()
-        return lines[-1] if lines else name
+        return Imported(lines[-1] if lines else name, new_address)
 
     def remove(self, name: str) -> None:
         res = self._run("rm", "--force", "--time", "0", name)
@@ -141,11 +167,20 @@ def _said(res: subprocess.CompletedProcess) -> str:
     return (res.stderr.strip() or res.stdout.strip())[-4000:]
 
 
-def _criu_log_in(stderr: str) -> str:
-    """podman names the CRIU log it kept in its error; show that log's telling lines."""
+def _failed(message: str, res: subprocess.CompletedProcess, hint: str | None = None) -> RuntimeFailed:
+    return criu_failed(message, log=_criu_log_in(res.stderr), output=_said(res), hint=hint)
+
+
+def _criu_log_in(stderr: str) -> Path | None:
+    """The CRIU log podman kept, which it names in its error."""
     for word in stderr.replace('"', " ").split():
-        if word.endswith((".log", ".log:")) and word.startswith("/"):
-            tail = log_tail(Path(word.rstrip(":")))
-            if tail:
-                return tail
-    return ""
+        if word.endswith((".log", ".log:")) and word.startswith("/") and Path(word.rstrip(":")).is_file():
+            return Path(word.rstrip(":"))
+    return None
+
+
+def _address_taken(res: subprocess.CompletedProcess) -> bool:
+    """Podman failed because the IP address it was asked to give back is in use here (in the words
+    of CNI's and of netavark's address management)."""
+    text = res.stderr.lower()
+    return "requested ip address" in text and ("not available" in text or "already allocated" in text)

@@ -10,8 +10,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..criu.options import CriuOptions, log_tail
-from ..errors import AlreadyExists, CriuFailed, MissingDependency, NotFound, RuntimeFailed
+from ..criu import config as criu_config
+from ..criu.diagnose import criu_failed
+from ..criu.options import CriuOptions
+from ..errors import AlreadyExists, MissingDependency, NotFound, RuntimeFailed
 
 STOP_WAIT = 10.0  # seconds to wait for a killed container's init to go before deleting it anyway
 
@@ -41,12 +43,14 @@ class Runc:
             base += ["--root", str(self.root)]
         return base + list(args)
 
-    def _run(self, args: list[str], log: Path | None = None) -> subprocess.CompletedProcess:
+    def _run(self, args: list[str], log: Path | None = None,
+             criu_conf: Path | None = None) -> subprocess.CompletedProcess:
         # Output goes to a file, not a pipe: on restore runc hands its stdio to the restored
         # container, and a pipe would then stay open for the container's lifetime.
         # A new session keeps a Ctrl-C meant for ckpt away from runc and CRIU mid-dump.
         # CKPT_HOOKS=off: ckpt's own dumps are not published a second time by the runtime hook.
-        env = {**os.environ, "CKPT_HOOKS": "off"}
+        # runc passes its environment on to CRIU, which reads `criu_conf` from it (criu/config.py).
+        env = {**os.environ, "CKPT_HOOKS": "off", **criu_config.environment(criu_conf)}
         if log is None:
             return subprocess.run(self._cmd(*args), capture_output=True, text=True, stdin=subprocess.DEVNULL,
                                   start_new_session=True, check=False, env=env)
@@ -77,27 +81,29 @@ class Runc:
             return False
         return True
 
-    def checkpoint(self, container_id: str, images: Path, work: Path, options: CriuOptions) -> None:
+    def checkpoint(self, container_id: str, images: Path, work: Path, options: CriuOptions, *,
+                   criu_conf: Path | None = None) -> None:
+        """`criu_conf`: a CRIU config file for this dump (criu/config.py)."""
         args = ["checkpoint", "--image-path", str(images), "--work-path", str(work)]
         args += options.flags()
-        res = self._run(args + [container_id], work / "runc.log")
+        res = self._run(args + [container_id], work / "runc.log", criu_conf)
         if res.returncode != 0:
-            raise CriuFailed(f"runc could not checkpoint {container_id!r}", output=res.stdout.strip(),
-                             log_tail=log_tail(work / "dump.log"),
-                             hint="the container was left running; the CRIU log lines above say why")
+            raise criu_failed(f"runc could not checkpoint {container_id!r}", log=work / "dump.log",
+                              output=res.stdout.strip(),
+                              hint="the container was left running; the CRIU log lines above say why")
 
     def restore(self, container_id: str, bundle: Path, images: Path, work: Path,
-                options: CriuOptions) -> ContainerState:
+                options: CriuOptions, *, criu_conf: Path | None = None) -> ContainerState:
         if self.exists(container_id):
             raise AlreadyExists(f"a runc container named {container_id!r} exists already",
                                 hint="pick another name with --name, or remove that container")
         args = ["restore", "--detach", "--image-path", str(images), "--work-path", str(work),
                 "--bundle", str(bundle)] + options.for_restore().flags()
-        res = self._run(args + [container_id], work / "runc.log")
+        res = self._run(args + [container_id], work / "runc.log", criu_conf)
         if res.returncode != 0:
             self.delete(container_id)
-            raise CriuFailed(f"runc could not restore {container_id!r}", output=res.stdout.strip(),
-                             log_tail=log_tail(work / "restore.log"))
+            raise criu_failed(f"runc could not restore {container_id!r}", log=work / "restore.log",
+                              output=res.stdout.strip())
         return self.state(container_id)
 
     def delete(self, container_id: str) -> None:
