@@ -5,10 +5,11 @@ import os
 import shutil
 from dataclasses import dataclass
 
+from ..criu import config as criu_config
 from ..criu import images as criu_images
-from ..criu import probe
+from ..criu import netns, probe
 from ..errors import CkptError
-from ..host import host_info
+from ..host import HostInfo, host_info
 from ..runtime.runc import Runc
 from .home import Home
 
@@ -30,14 +31,14 @@ def check(*, home: Home | None = None) -> list[Finding]:
                          "" if os.geteuid() == 0 else "CRIU needs root (or CAP_CHECKPOINT_RESTORE and more)"))
     try:
         criu = probe.probe()
-        major_ok = criu.version_tuple >= (4,)
-        found.append(Finding("criu", criu.check_ok and major_ok, f"{criu.version} at {criu.path}: {criu.check_output}",
-                             "" if major_ok else probe.INSTALL_HINT))
+        found.append(_criu_finding(criu, info))
         for feature, present in criu.features:
             found.append(Finding(f"criu feature {feature}", present, "available" if present else "missing",
                                  "" if present else _FEATURE_HINTS.get(feature, "")))
+        found.append(network_lock_finding(shutil.which, dict(criu.features).get("network_lock_nftables", False)))
     except CkptError as exc:
         found.append(Finding("criu", False, str(exc), exc.hint or ""))
+    found.append(_network_tools())
     try:
         criu_images._images()
         found.append(Finding("pycriu", True, "importable"))
@@ -62,9 +63,40 @@ def check(*, home: Home | None = None) -> list[Finding]:
     return found
 
 
+def _criu_finding(criu: probe.CriuInfo, info: HostInfo) -> Finding:
+    detail = f"{criu.version} at {criu.path}: {criu.check_output}"
+    if criu.version_tuple < (4,):
+        return Finding("criu", False, detail, probe.INSTALL_HINT)
+    if not probe.sockets_work(criu.version, info.kernel):
+        return Finding("criu", False, f"{criu.version} on kernel {info.kernel}: containers with network sockets "
+                                      "cannot be checkpointed (CRIU < 4.2 on kernel >= 6.16)", probe.INSTALL_HINT)
+    return Finding("criu", criu.check_ok, detail)
+
+
+def network_lock_finding(which, nftables: bool) -> Finding:  # noqa: ANN001
+    """CRIU locks the network of every container with a namespace of its own while it dumps and restores."""
+    present = [tool for tool in criu_config.IPTABLES_TOOLS if which(tool)]
+    if len(present) == len(criu_config.IPTABLES_TOOLS):
+        return Finding("network lock", True, f"iptables ({which('iptables-restore')})")
+    if nftables:
+        return Finding("network lock", True, "nftables (CRIU's network_lock_nftables; no "
+                       f"{', '.join(t for t in criu_config.IPTABLES_TOOLS if t not in present)})")
+    return Finding("network lock", False, "neither iptables-restore nor CRIU's nftables lock: containers with a "
+                   "network namespace of their own cannot be checkpointed", criu_config.LOCK_HINT)
+
+
+def _network_tools() -> Finding:
+    try:
+        nsenter, ip = netns.tools()
+    except CkptError as exc:
+        return Finding("ip, nsenter", False, str(exc), exc.hint or "")
+    return Finding("ip, nsenter", True, f"{ip}, {nsenter} (loopback of restored containers)")
+
+
 _FEATURE_HINTS = {
     "mem_dirty_track": "the kernel does not track soft-dirty pages: every save is a full dump",
     "uffd-noncoop": "no userfaultfd: lazy (post-copy) restore is unavailable",
+    "network_lock_nftables": "",  # the network lock finding tells whether it matters
 }
 
 
