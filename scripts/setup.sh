@@ -5,8 +5,9 @@
 #
 # CRIU must be >= 4.2 on kernels >= 6.16 (older ones cannot dump any inet socket there). Where
 # the distribution's CRIU is older (Debian 12 and 13), only CRIU and the libraries it links
-# against come from Debian's next suite (forky), pinned low; on Debian 12 the C library and
-# GnuTLS it needs come from Debian 13 (trixie), the nearest release that has them. The host's
+# against come from Debian's next suite (forky), pinned so low that upgrades never go there; on
+# Debian 12 the C library and GnuTLS it needs come from Debian 13 (trixie), the nearest release
+# that has them (with trixie's base-files, which the C library needs). The host's
 # own Python is never replaced: pycriu (CRIU's Python library, pure Python) is unpacked from
 # Debian's python3-pycriu into ckpt's venv, with protobuf from PyPI.
 set -euo pipefail
@@ -43,18 +44,32 @@ criu_fits() { version_ge "$(criu_version)" "$CRIU_MIN"; }
 # Judged by the apt sources, not os-release: trixie's C library brings trixie's base-files along.
 has_suite() { grep -rqs "^Suites:.*\\b$1\\b\\|^deb .* $1 " /etc/apt/sources.list /etc/apt/sources.list.d/; }
 
-# Adds a Debian suite from the host's own mirror at priority 100: nothing comes from it unless
-# asked for by name (-t SUITE), and `apt upgrade` never moves a package there on its own.
+# How much apt may take from a suite setup adds. Nothing comes from either unless asked for by
+# name (-t SUITE). forky (testing) at 1: `apt upgrade` never moves a package to it, not even one
+# installed from it or from trixie (at 100, a newer forky build of trixie's libc6 or base-files
+# would be the upgrade). trixie (a release) at 100: what came from it gets its point releases.
+suite_pin() { case $1 in forky) echo 1 ;; *) echo 100 ;; esac; }
+
+# Pins SUITE as suite_pin says; also on a machine an older setup pinned otherwise.
+pin_suite() {
+    local suite=$1 want
+    [ -f "/etc/apt/sources.list.d/$suite.sources" ] || return 0
+    want=$(printf 'Package: *\nPin: release n=%s\nPin-Priority: %s' "$suite" "$(suite_pin "$suite")")
+    [ "$(cat "/etc/apt/preferences.d/$suite" 2>/dev/null)" = "$want" ] || echo "$want" > "/etc/apt/preferences.d/$suite"
+}
+
+# Adds a Debian suite from the host's own mirror, pinned.
 add_suite() {
     local suite=$1 mirror
-    [ -f "/etc/apt/sources.list.d/$suite.sources" ] && return 0
-    mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
-    [ -n "$mirror" ] || mirror=$(awk '$1 == "deb" && $3 ~ /^(bookworm|trixie)$/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
-    [ -n "$mirror" ] || mirror=http://deb.debian.org/debian
-    printf 'Types: deb\nURIs: %s\nSuites: %s\nComponents: main\nSigned-By: %s\n' \
-        "$mirror" "$suite" /usr/share/keyrings/debian-archive-keyring.gpg > "/etc/apt/sources.list.d/$suite.sources"
-    printf 'Package: *\nPin: release n=%s\nPin-Priority: 100\n' "$suite" > "/etc/apt/preferences.d/$suite"
-    apt_updated=0
+    if [ ! -f "/etc/apt/sources.list.d/$suite.sources" ]; then
+        mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+        [ -n "$mirror" ] || mirror=$(awk '$1 == "deb" && $3 ~ /^(bookworm|trixie)$/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
+        [ -n "$mirror" ] || mirror=http://deb.debian.org/debian
+        printf 'Types: deb\nURIs: %s\nSuites: %s\nComponents: main\nSigned-By: %s\n' \
+            "$mirror" "$suite" /usr/share/keyrings/debian-archive-keyring.gpg > "/etc/apt/sources.list.d/$suite.sources"
+        apt_updated=0
+    fi
+    pin_suite "$suite"
 }
 
 install_criu() {
@@ -116,6 +131,8 @@ system_python=/usr/bin/python3
 apt_install runc busybox-static iproute2 gcc libc6-dev python3 python3-venv
 python_found=$($system_python -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')
 install_criu
+pin_suite forky
+pin_suite trixie
 if [ $want_test = 1 ]; then
     apt_install docker-registry skopeo openssl apache2-utils podman iptables debootstrap
 fi
