@@ -2,6 +2,8 @@
 the restore once it is ready, tell it how that went, and read its state later on.
 
     delivery = Delivery.start(job)              # pages files written, daemon listening
+      (or: delivery = Delivery.launch(work) early, to have the Python start meanwhile, and
+       delivery.begin(job) once the criu role is unpacked into job.images)
     runc restore --lazy-pages --image-path job.images --work-path job.work ...
     delivery.restored(init_pid)                 # or delivery.abandon() if the restore failed
     status = delivery.wait()                    # optional: the supervisor carries on without us
@@ -26,29 +28,50 @@ START_TIMEOUT = 120.0  # the eager pages may have to come from a registry first
 
 
 class Delivery:
-    def __init__(self, job: Job, process: subprocess.Popen) -> None:
-        self.job, self.process = job, process
+    def __init__(self, work: Path, process: subprocess.Popen, ready: int) -> None:
+        self.work, self.process, self._ready = work, process, ready
+        self.job: Job | None = None
 
     @classmethod
-    def start(cls, job: Job, *, timeout: float = START_TIMEOUT) -> "Delivery":
-        job.write()
+    def launch(cls, work: Path) -> "Delivery":
+        """Start the supervisor for the restore whose work directory is `work`; it waits for its job."""
         ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
         try:
             process = subprocess.Popen(
-                [sys.executable, "-m", "checkpointer.lazy.supervisor", str(job.work), str(ready_w)],
+                [sys.executable, "-m", "checkpointer.lazy.supervisor", str(work), str(ready_w)],
                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, pass_fds=(ready_w,),
                 start_new_session=True, text=True)
+        except BaseException:
+            os.close(ready_r)
+            raise
         finally:
             os.close(ready_w)
+        return cls(work, process, ready_r)
+
+    def begin(self, job: Job, *, timeout: float = START_TIMEOUT) -> None:
+        """Hand the supervisor its job; returns once the restore may run (its pages files are
+        written, the daemon listens), or raises why it cannot."""
+        if job.work != self.work:
+            raise ValueError(f"the job's work directory {job.work} is not {self.work}")
+        self.job = job
+        job.write()
+        self._say("job")
         try:
-            word = _read_word(ready_r, timeout)
+            word = _read_word(self._ready, timeout)
         finally:
-            os.close(ready_r)
-        delivery = cls(job, process)
+            os.close(self._ready)
         if word != "ready":
-            process.wait(timeout)
-            raise delivery.error() or CkptError("the lazy restore's page supervisor did not start",
-                                                hint=f"see {job.work / 'supervisor.log'}")
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+            raise self.error() or CkptError("the lazy restore's page supervisor did not start",
+                                            hint=f"see {job.work / 'supervisor.log'}")
+
+    @classmethod
+    def start(cls, job: Job, *, timeout: float = START_TIMEOUT) -> "Delivery":
+        delivery = cls.launch(job.work)
+        delivery.begin(job, timeout=timeout)
         return delivery
 
     @property
@@ -62,7 +85,7 @@ class Delivery:
         self._say("abandon")
 
     def status(self) -> Status:
-        return Status.read(self.job.work)
+        return Status.read(self.work)
 
     def wait(self, timeout: float | None = None) -> Status:
         """Wait until every page is in or delivery failed; returns the final status."""

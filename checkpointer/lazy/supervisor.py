@@ -1,9 +1,10 @@
 """The page supervisor: the background process that owns page delivery of one lazy restore, from
 before `runc restore --lazy-pages` runs until the last page is in (or the container is killed).
 
-    python -m checkpointer.lazy.supervisor WORK_DIR READY_FD   (WORK_DIR/job.json says what to do)
+    python -m checkpointer.lazy.supervisor WORK_DIR READY_FD
 
-It writes the pages the restore reads itself, starts CRIU's lazy-pages daemon and a guard
+It waits for the word "job" on stdin (WORK_DIR/job.json then says what to do: the caller may
+start it early, so that its start overlaps the fetch of the criu role). It writes the pages the restore reads itself, starts CRIU's lazy-pages daemon and a guard
 (guard.py), says "ready" (or "failed") on READY_FD, and waits on stdin for the caller's word: "restored PID" once
 the restore has returned, "abandon" if it failed. It then serves pages until the daemon reports
 every page in. When delivery cannot go on (a chunk fails its digest, the source stays unreachable
@@ -71,6 +72,7 @@ class Supervisor:
         self.container_pid: int | None = None
         self._status_lock = threading.Lock()
         self._dirty = False
+        self._served = 0
         self.server: PageServer | None = None
         self.daemon: LazyPagesDaemon | None = None
         self.guard: GuardClient | None = None
@@ -84,15 +86,30 @@ class Supervisor:
     def prepare(self) -> None:
         """Everything before the restore may run: pages files, guard, daemon."""
         job = self.job
+        t0 = time.monotonic()
         self.source = open_source(job.source)
         self.index = PageIndex.load(job.images)
         self.chunk_map = ChunkMap(list(job.chunks))
         self.memory = Memory(self.source, self.chunk_map, self.index, policy=job.policy, jobs=job.jobs,
                              budget=job.budget)
+        t1 = time.monotonic()
         write_eager_pages(job.images, self.index, self.chunk_map, self.memory)
+        t2 = time.monotonic()
         self.memory.prefetch(lazy_order(self.chunk_map, self.index))  # starts now: the restore takes a while
-        self.guard = GuardClient.start(job.stopper)
-        self.daemon = LazyPagesDaemon(job.images, job.work)
+        guard: list = []  # the guard (a Python) and the daemon start side by side
+        starting = threading.Thread(target=lambda: guard.append(_attempt(GuardClient.start, job.stopper)))
+        starting.start()
+        try:
+            self.daemon = LazyPagesDaemon(job.images, job.work)
+        finally:
+            starting.join()
+            if guard and isinstance(guard[0], GuardClient):
+                self.guard = guard[0]
+        if not isinstance(guard[0], GuardClient):
+            raise guard[0]
+        t3 = time.monotonic()
+        log.info("prepared in %.3f s: index %.3f s, eager pages %.3f s, guard and daemon %.3f s", t3 - t0, t1 - t0,
+                 t2 - t1, t3 - t2)
         self.uffds = UffdHolder(self.daemon.pid)
         self.guard.hold([self.daemon.sock.fileno()])
         self._update(state=READY, total_bytes=self.index.lazy_bytes(), daemon_pid=self.daemon.pid,
@@ -197,7 +214,8 @@ class Supervisor:
     # -- status ------------------------------------------------------------------------------------
 
     def _progress(self, update: Update) -> None:
-        self._update(served_bytes=update.done, requests=self.server.requests if self.server else 0)
+        self._served = update.done  # cheap: called once per answer; the writer thread reads it
+        self._dirty = True
 
     def _update(self, *, force: bool = False, **changes: object) -> None:
         """Change the status; it is written at once when `force`d (a change of state), else by the
@@ -205,8 +223,9 @@ class Supervisor:
         with self._status_lock:
             now = time.time()
             first = self.server.first_request if self.server else None
-            fetched = getattr(getattr(self, "source", None), "fetched_bytes", 0)
-            self.status = replace(self.status, updated=now, fetched_bytes=fetched, **changes)  # type: ignore[arg-type]
+            live = {"fetched_bytes": getattr(getattr(self, "source", None), "fetched_bytes", 0),
+                    "requests": self.server.requests if self.server else 0, "served_bytes": self._served}
+            self.status = replace(self.status, updated=now, **{**live, **changes})  # type: ignore[arg-type]
             if first is not None and self.status.first_request is None:
                 self.status = replace(self.status, first_request=now - (time.monotonic() - first))
             if force:
@@ -217,10 +236,16 @@ class Supervisor:
 
     def _write_status(self) -> None:
         while not self._done.wait(STATUS_EVERY):
-            with self._status_lock:
-                if self._dirty:
-                    self.status.write(self.job.work)
-                    self._dirty = False
+            if self._dirty:
+                self._update(force=True)
+
+
+def _attempt(fn, *args):  # noqa: ANN001, ANN002, ANN202
+    """fn(*args), or the CkptError it raised (for a thread whose caller re-raises it)."""
+    try:
+        return fn(*args)
+    except CkptError as exc:
+        return exc
 
 
 def _error_json(error: CkptError, *, also: CkptError | None = None) -> dict:
@@ -249,6 +274,8 @@ def main(argv: list[str]) -> int:
     work, ready = Path(argv[0]), os.fdopen(int(argv[1]), "w")
     logging.basicConfig(filename=str(work / "supervisor.log"), level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if sys.stdin.readline().strip() != "job":
+        return 1  # the caller went away (or gave up) before there was anything to do
     job = Job.from_json(json.loads((work / JOB_FILE).read_bytes()))
     supervisor = Supervisor(job)
     try:

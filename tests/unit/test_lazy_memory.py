@@ -7,10 +7,11 @@ import threading
 import time
 
 import pytest
+import zstandard
 
 from checkpointer.errors import CorruptData, NotFound, RegistryError, Unreachable
 from checkpointer.lazy.chunks import ChunkMap
-from checkpointer.lazy.memory import DeliveryPolicy, Memory, lazy_order, transient
+from checkpointer.lazy.memory import DeliveryPolicy, Memory, decompress, lazy_order, transient
 from checkpointer.lazy.pagemap import PageIndex
 from checkpointer.lazy.protocol import PAGE_SIZE as P
 from checkpointer.lazy.source import LayoutSource
@@ -188,3 +189,16 @@ def test_chunks_of_equal_content_are_fetched_once(tmp_path):
         assert b"".join(memory.read("pages-1.img", pos, 256 * P)) == bytes(256 * P)
     assert sum(source.calls.values()) == len(digests)
     memory.close()
+
+
+def test_decompress_takes_one_frame_or_several_and_nothing_else():
+    data = random.Random(9).randbytes(300_000) + bytes(200_000)
+    one = zstandard.ZstdCompressor(level=1).compress(data)
+    several = b"".join(zstandard.ZstdCompressor(level=1).compress(data[i:i + 100_000])
+                       for i in range(0, len(data), 100_000))
+    assert decompress(one, len(data), "c") == data
+    assert decompress(several, len(data), "c") == data
+    for bad, length in ((one, len(data) + 1), (one, len(data) - 1), (several, len(data) - 1),
+                        (one + one, len(data)), (b"garbage", 7), (one[:-10], len(data))):
+        with pytest.raises(CorruptData):
+            decompress(bad, length, "c")
