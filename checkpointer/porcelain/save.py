@@ -167,7 +167,7 @@ def _save_runc(container_id: str, dest: str | None, *, runc_root: Path | None, o
     # The registry check (with the import of the HTTP stack) and the version probes run while runc
     # is asked about the container: one after the other they were a tenth of a small save. An
     # error does not wait for them (an unreachable registry can take its retries' time).
-    pool = ThreadPoolExecutor(5, thread_name_prefix="preflight")
+    pool = ThreadPoolExecutor(6, thread_name_prefix="preflight")
     try:
         checks = [pool.submit(preflight, target, registry=registry) for target in dests]
         runtime_version, criu_version = pool.submit(runc.version), pool.submit(probe.version)
@@ -181,11 +181,13 @@ def _save_runc(container_id: str, dest: str | None, *, runc_root: Path | None, o
         # recorded here, while the preflight runs, and brought back at restore.
         namespace = netns.namespace_of(spec)
         network = pool.submit(netns.read, state.pid, namespace)
-        lock = criu_config.network_lock(needs_lock=namespace != netns.HOST or options.tcp_established)
+        lock_method = pool.submit(criu_config.network_lock,
+                                  needs_lock=namespace != netns.HOST or options.tcp_established)
         with phase("preflight"):
             for check in checks:
                 check.result()
             subject_desc = subject_for(subject, dests, registry=registry) if subject else None
+            lock = lock_method.result()  # a missing lock fails the save here, before anything is frozen
         config = CheckpointConfig(
             engine="runc", runtime="runc", runtime_version=runtime_version.result(),
             criu_version=criu_version.result(), host=host_info(), container_id=container_id,
