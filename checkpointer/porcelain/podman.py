@@ -159,10 +159,7 @@ def restore_podman(layout: Layout, checkpoint: Checkpoint, *, name: str | None, 
         if isinstance(exc, KeyboardInterrupt):
             raise Interrupted("restore interrupted; nothing was left behind") from None
         raise
-    warnings = netns.warnings_after_restore(network, ctr.pid)
-    if imported.new_address:
-        warnings += ("the checkpoint's IP address is taken on this host, so Podman gave the container a new one "
-                     "(connections to the old address from outside are gone)",)
+    warnings = netns.warnings_after_restore(network, ctr.pid) + ((imported.warning,) if imported.warning else ())
     return container, ctr.pid, False, warnings
 
 

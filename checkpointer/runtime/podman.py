@@ -35,7 +35,7 @@ class PodmanContainer:
 @dataclass(frozen=True, slots=True)
 class Imported:
     id: str
-    new_address: bool  # Podman could not give the container its checkpoint's IP address back
+    warning: str = ""  # why the container did not get its checkpoint's IP address back, when it did not
 
 
 def installed(binary: str = "podman") -> bool:
@@ -105,9 +105,10 @@ class Podman:
                        criu: Path | None = None) -> Imported:
         """Create and restore container `name` from an export archive.
 
-        Under its original name Podman gives the container its checkpoint's IP and MAC address
-        back (and its id); if another container has that address now, ckpt restores it with a new
-        one. Under another name Podman always gives a new address, and refuses --tcp-established."""
+        Under its original name Podman gives the container its checkpoint's id, IP and MAC
+        address back; if another container has that address or that id here, ckpt restores it
+        with new ones. Under another name Podman always gives new ones, and refuses
+        --tcp-established."""
         if self.exists(name):
             raise AlreadyExists(f"a Podman container named {name!r} exists already",
                                 hint="pick another name with --name, or remove that container")
@@ -119,15 +120,24 @@ class Podman:
                              hint="leave --name out, or save the container without --tcp-established")
         args = ["container", "restore", "--import", str(archive), *restore.flags(without=_NO_FLAG)]
         res = self._run(*args, *(["--name", name] if renamed else []), criu=criu)
-        new_address = False
+        warning = ""
         if res.returncode != 0 and not renamed and _address_taken(res):
             self.remove(name)  # Podman leaves the container it created behind
-            new_address = True
+            warning = ("the checkpoint's IP address is taken on this host, so Podman gave the container a new one "
+                       "(connections to the old address are gone)")
             res = self._run(*args, "--ignore-static-ip", "--ignore-static-mac", criu=criu)
+        elif res.returncode != 0 and not renamed and "ID is already in use" in res.stderr:
+            if restore.tcp_established:
+                raise AlreadyExists(f"a Podman container with the checkpoint's id exists here (not named {name!r}), "
+                                    "and established TCP connections come back only with that id",
+                                    hint="remove that container (podman ps -a shows it)")
+            warning = ("a container with the checkpoint's id exists here under another name, so Podman restored "
+                       "this one with a new id and a new IP address")
+            res = self._run(*args, "--name", name, criu=criu)
         if res.returncode != 0:
             raise _failed(f"podman could not restore {name!r}", res)
         lines = res.stdout.split()
-        return Imported(lines[-1] if lines else name, new_address)
+        return Imported(lines[-1] if lines else name, warning)
 
     def remove(self, name: str) -> None:
         res = self._run("rm", "--force", "--time", "0", name)

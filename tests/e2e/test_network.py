@@ -366,7 +366,7 @@ def test_podman_bridge_keeps_address_listener_and_connections(podman_image, tcp_
     assert "UP" in flags and {"127.0.0.1/8", "::1/128"} <= addresses
 
 
-def test_podman_copy_and_a_taken_address_get_new_ones(podman_image, tcp_pair, pods, ckpt_home):
+def test_podman_copy_a_taken_address_and_a_taken_id_get_new_ones(podman_image, tcp_pair, pods, ckpt_home):
     name = run_pod(pods, podman_image, serve_args("--clients", "0"))
     wait_state(pod_reader(name), lambda s: "served" in s)
     ip = address(name)
@@ -386,6 +386,14 @@ def test_podman_copy_and_a_taken_address_get_new_ones(podman_image, tcp_pair, po
     assert info["container"] == name
     assert len(info["warnings"]) == 1 and "IP address is taken" in info["warnings"][0]
     assert address(name) not in ("", ip) and ask(tcp_pair, address(name), PORT)
+
+    # A container with the checkpoint's id (renamed) is here: a new id, a new address, and a word.
+    podman("rename", name, f"{name}-renamed")
+    pods.append(f"{name}-renamed")
+    taken = {ip, address(f"{name}-renamed"), address(copy)}
+    info = json.loads(ckpt("restore", "snap:v1", "--json", home=ckpt_home, check=True).stdout)
+    assert len(info["warnings"]) == 1 and "id exists here" in info["warnings"][0]
+    assert address(name) not in taken and ask(tcp_pair, address(name), PORT)
 
 
 def test_podman_tcp_established_only_under_its_own_name(podman_image, pods, ckpt_home):
