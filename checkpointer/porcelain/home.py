@@ -37,12 +37,13 @@ def _fast_scratch(size_hint: int) -> Path | None:
     except OSError:
         return None
     free = st.f_bavail * st.f_frsize
-    return _private_parent() if free >= size_hint + size_hint // 4 + _TMPFS_MARGIN else None
+    return private_tmpfs_parent() if free >= size_hint + size_hint // 4 + _TMPFS_MARGIN else None
 
 
-def _private_parent() -> Path | None:
-    """tmpfs_parent(), made if missing, or None (then the work dir goes to disk) unless it is ours
-    alone: a directory, not a link, owned by this user, that nobody else can write to.
+def private_tmpfs_parent(*, create: bool = True) -> Path | None:
+    """tmpfs_parent(), made if missing (and `create`), or None (then work dirs go to disk, and
+    `ckpt fsck` does not look there) unless it is ours alone: a directory, not a link, owned by
+    this user, that nobody else can write to.
 
     The work dirs hold every memory page of the dumped processes. /dev/shm is writable by every
     user, so anyone could make TMPFS/ckpt first (or a link by that name) and read root's images,
@@ -55,10 +56,11 @@ def _private_parent() -> Path | None:
         if top.st_mode & 0o002 and not top.st_mode & stat.S_ISVTX:
             log.warning("%s is writable by everyone and not sticky: work dirs go to disk instead", TMPFS)
             return None
-        try:
-            os.mkdir(path, 0o700)
-        except FileExistsError:
-            pass
+        if create:
+            try:
+                os.mkdir(path, 0o700)
+            except FileExistsError:
+                pass
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.ENOTDIR):

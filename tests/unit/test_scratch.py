@@ -95,3 +95,13 @@ def test_a_tmpfs_anyone_can_rename_in_is_not_used(tmp_path: Path, shm: Path) -> 
     shm.chmod(0o777)  # not sticky: another user could swap our directory for theirs after the check
     work = _work(tmp_path)
     assert not work.is_relative_to(shm)
+
+
+@needs_root
+def test_fsck_is_told_of_our_own_directory_only(tmp_path: Path, shm: Path) -> None:
+    assert home_mod.private_tmpfs_parent(create=False) is None  # none yet, and none made
+    assert not _parent(shm).exists()
+    _work(tmp_path)
+    assert home_mod.private_tmpfs_parent(create=False) == _parent(shm)
+    os.chown(_parent(shm), OTHER_UID, OTHER_UID)
+    assert home_mod.private_tmpfs_parent(create=False) is None
