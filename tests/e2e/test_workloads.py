@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import time
 import uuid
@@ -235,6 +236,28 @@ def test_zoo_workload_criu_refuses_clearly(refusal: Refusal, zoo_template, regis
     after = wait_zoo(bundle / "rootfs", lambda s: s.int(refusal.progress) > before.int(refusal.progress) + 3)
     assert after.nonce == before.nonce
     assert not registry_has(registry, container_name), "a refused save pushed a tag"
+
+
+def test_unix_client_outside_the_container_is_refused(zoo_template, registry, tmp_path, runc_root, ckpt_home,
+                                                     container_name):
+    """A host process connected to the container's unix listener at save time: the socket the
+    server accepted belongs to the client's network namespace (the host's), where CRIU's socket
+    listing of the container does not look. CRIU refuses, with --ext-unix-sk too."""
+    bundle = zoo_bundle.make_bundle(zoo_template, tmp_path / "bundle", "unix", [])
+    start(runc_root, bundle, container_name)
+    before = wait_zoo(bundle / "rootfs", lambda s: s.int("answered") >= 3)
+    pid = container_pid(runc_root, container_name)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+        client.connect(f"/proc/{pid}/root/tmp/zoo.sock")
+        wait_zoo(bundle / "rootfs", lambda s: s.int("accepted") > before.int("accepted") + 1)
+        for flags in ((), ("--ext-unix-sk",)):
+            res = save_to(registry, runc_root, container_name, ckpt_home, *flags)
+            assert res.returncode == CriuFailed.exit_code, res.stderr
+            assert re.search(r"Unix socket \d+ not found", res.stderr), res.stderr
+            assert runc_status(runc_root, container_name) == "running"
+    after = wait_zoo(bundle / "rootfs", lambda s: s.int("answered") > before.int("answered") + 3)
+    assert after.nonce == before.nonce
+    assert not registry_has(registry, container_name)
 
 
 # -- known defects: what breaks today, shown as it breaks (when one of these starts failing, it was
