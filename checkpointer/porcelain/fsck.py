@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 from ..oci.fsck import FsckReport, fsck as fsck_layout
-from .home import TMPFS, Home
+from .home import Home, private_tmpfs_parent
 
 
 def fsck(*, home: Home | None = None, repair: bool = False, full: bool = True) -> tuple[FsckReport, list[Path]]:
@@ -15,7 +15,10 @@ def fsck(*, home: Home | None = None, repair: bool = False, full: bool = True) -
     directories of runs that died. Returns the report and the leftover work dirs (removed if repairing)."""
     home = home or Home()
     report = fsck_layout(home.store(), repair=repair, full=full)
-    leftovers = [d for parent in (home.root / "tmp", TMPFS / "ckpt") for d in _dirs(parent) if _abandoned(d)]
+    # Only this user's own work-dir parent in /dev/shm: one another user made is neither walked
+    # nor cleaned (private_tmpfs_parent refuses it, and our work dirs never went there).
+    parents = [home.root / "tmp", private_tmpfs_parent(create=False)]
+    leftovers = [d for parent in parents if parent is not None for d in _dirs(parent) if _abandoned(d)]
     if repair:
         for directory in leftovers:
             shutil.rmtree(directory, ignore_errors=True)
@@ -24,7 +27,8 @@ def fsck(*, home: Home | None = None, repair: bool = False, full: bool = True) -
 
 def _dirs(parent: Path) -> list[Path]:
     try:
-        return [p for p in parent.iterdir() if p.is_dir()]
+        with os.scandir(parent) as entries:
+            return [Path(e.path) for e in entries if e.is_dir(follow_symlinks=False)]
     except FileNotFoundError:
         return []
 
@@ -33,9 +37,12 @@ def _abandoned(workdir: Path) -> bool:
     """A work dir is abandoned unless the run that made it still holds its lock."""
     lock = workdir / ".owner"
     try:
-        fd = os.open(lock, os.O_RDONLY | os.O_CLOEXEC)
+        # No link followed, and a FIFO planted as .owner cannot block the open.
+        fd = os.open(lock, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
     except FileNotFoundError:
         return True
+    except OSError:  # a link or something else that is not a run's lock: not ours to judge
+        return False
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return True

@@ -105,3 +105,30 @@ def test_fsck_is_told_of_our_own_directory_only(tmp_path: Path, shm: Path) -> No
     assert home_mod.private_tmpfs_parent(create=False) == _parent(shm)
     os.chown(_parent(shm), OTHER_UID, OTHER_UID)
     assert home_mod.private_tmpfs_parent(create=False) is None
+
+
+@needs_root
+def test_fsck_neither_walks_nor_cleans_a_parent_planted_by_another_user(tmp_path: Path, shm: Path) -> None:
+    from checkpointer.porcelain.fsck import fsck
+
+    planted = _parent(shm)
+    planted.mkdir()
+    (planted / "save-x").mkdir()
+    os.chown(planted, OTHER_UID, OTHER_UID)
+    _, leftovers = fsck(home=Home(tmp_path / "home"), repair=True, full=False)
+    assert leftovers == [] and (planted / "save-x").is_dir()
+
+
+def test_fsck_is_not_blocked_by_a_fifo_planted_as_a_lock(tmp_path: Path, shm: Path) -> None:
+    from checkpointer.porcelain.fsck import fsck
+
+    parent = _parent(shm)
+    parent.mkdir(mode=0o700)
+    dead = parent / "save-dead"
+    dead.mkdir()
+    os.mkfifo(dead / ".owner")  # open(O_RDONLY) of a FIFO waits for a writer without O_NONBLOCK
+    linked = parent / "save-linked"
+    linked.mkdir()
+    (linked / ".owner").symlink_to(tmp_path / "elsewhere")
+    _, leftovers = fsck(home=Home(tmp_path / "home"), repair=False, full=False)
+    assert dead in leftovers and linked not in leftovers
