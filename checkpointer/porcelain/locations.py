@@ -152,9 +152,10 @@ def publish(layout: Layout, desc: Descriptor, dest: Ref, *, registry: RegistryOp
         layout.tag(dest.ref_name, desc)
         return desc
     if isinstance(dest, LayoutRef):
-        target = Layout(dest.path, create=True)
-        copy_blobs(layout, target, desc)
-        target.tag(dest.tag, desc)
+        with disk_errors(f"could not write the layout {dest.path}"):
+            target = Layout(dest.path, create=True)
+            copy_blobs(layout, target, desc)
+            target.tag(dest.tag, desc)
         return desc
     if isinstance(dest, RegistryRef):
         from ..registry import push
