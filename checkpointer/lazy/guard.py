@@ -9,9 +9,10 @@ gone: it kills the container, waits for it to die, and only then lets those desc
     python -m checkpointer.lazy.guard      (fd 0: a SOCK_SEQPACKET control socket)
 
 Messages, one JSON object each, descriptors attached with SCM_RIGHTS:
+    {}                            hello (the first message may come before there is a stopper)
     {"stopper": {...}}            how to kill the container (stop.Stopper)
-    {"hold": N}  + N fds          hold these (replacing what was held before)
-    {"pid": PID}                  the container's init, once restored
+    {"hold": N, "pids": [...]}    hold these N fds (replacing what was held before); the restored
+                                  processes' pids, when known (each is opened as a pidfd at once)
     {"release": true}             all is well (or already handled): let go and exit
 """
 from __future__ import annotations
@@ -29,14 +30,14 @@ MAX_FDS = 4096
 
 def run(control: socket.socket) -> int:
     stopper: Stopper | None = None
-    init_pid: int | None = None
+    pidfds: dict[int, int] = {}
     held: list[int] = []
     try:
         while True:
             data, fds, _, _ = socket.recv_fds(control, 1 << 16, MAX_FDS)
             if not data:  # the supervisor is gone: kill before letting go
                 if stopper is not None:
-                    stop_container(stopper, init_pid)
+                    stop_container(stopper, list(pidfds.values()))
                 return 1
             message = json.loads(data)
             if "hold" in message:
@@ -46,15 +47,19 @@ def run(control: socket.socket) -> int:
             else:
                 for fd in fds:
                     os.close(fd)
+            for pid in message.get("pids", ()):
+                if pid not in pidfds:
+                    try:
+                        pidfds[pid] = os.pidfd_open(pid)
+                    except OSError:
+                        pass  # gone already: nothing to kill
             if "stopper" in message:
                 stopper = Stopper.from_json(message["stopper"])
-            if "pid" in message:
-                init_pid = int(message["pid"])
             if message.get("release"):
                 return 0
             control.send(b"ok")
     finally:
-        for fd in held:
+        for fd in [*held, *pidfds.values()]:
             os.close(fd)
 
 

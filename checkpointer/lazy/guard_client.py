@@ -19,28 +19,35 @@ ACK_TIMEOUT = 10.0
 
 
 class GuardClient:
-    def __init__(self, stopper: Stopper) -> None:
+    def __init__(self, stopper: Stopper | None) -> None:
         self.stopper = stopper
         self._lock = threading.RLock()
         self._held: list[int] = []
-        self._pid: int | None = None
+        self._pids: list[int] = []
         self._released = False
         self._process: subprocess.Popen | None = None
         self._control: socket.socket | None = None
 
     @classmethod
-    def start(cls, stopper: Stopper) -> "GuardClient":
+    def start(cls, stopper: Stopper | None = None) -> "GuardClient":
+        """A running guard; `stopper` may come later (set_stopper), before there is anything to hold."""
         client = cls(stopper)
         client._spawn()
         return client
+
+    def set_stopper(self, stopper: Stopper) -> None:
+        with self._lock:
+            self.stopper = stopper
+            self._send({"stopper": stopper.to_json()})
 
     @property
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
-    def hold(self, fds: list[int]) -> None:
-        """Have the guard hold copies of `fds` (instead of what it held). The client keeps copies of
-        its own too, to hand to a replacement guard: the caller's numbers may be closed and reused."""
+    def hold(self, fds: list[int], *, pids: list[int] | None = None) -> None:
+        """Have the guard hold copies of `fds` (instead of what it held), and kill `pids` (the
+        restored processes) if the supervisor dies. The client keeps copies of its own too, for a
+        replacement guard: the caller's descriptor numbers may be closed and reused."""
         with self._lock:
             if self._released:
                 return
@@ -48,14 +55,9 @@ class GuardClient:
             old, self._held = self._held, copies
             for fd in old:
                 os.close(fd)
-            self._send({"hold": len(copies)}, copies)
-
-    def container(self, pid: int) -> None:
-        with self._lock:
-            if self._released:
-                return
-            self._pid = pid
-            self._send({"pid": pid})
+            if pids is not None:
+                self._pids = list(pids)
+            self._send({"hold": len(copies), "pids": self._pids}, copies)
 
     def release(self) -> None:
         """Nothing to guard any more (every page is in, or the container was stopped already)."""
@@ -85,11 +87,12 @@ class GuardClient:
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         self._control = ours
         try:
-            self._send({"stopper": self.stopper.to_json()})
-            if self._pid is not None:
-                self._send({"pid": self._pid})
-            if self._held:
-                self._send({"hold": len(self._held)}, self._held)
+            if self.stopper is not None:
+                self._send({"stopper": self.stopper.to_json()})
+            else:
+                self._send({})
+            if self._held or self._pids:
+                self._send({"hold": len(self._held), "pids": self._pids}, self._held)
         except CkptError:
             process.kill()
             process.wait()

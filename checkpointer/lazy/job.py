@@ -17,8 +17,10 @@ from .stop import Stopper
 JOB_FILE = "job.json"
 STATUS_FILE = "status.json"
 
-# Status.state
-STARTING, READY, SERVING, COMPLETE, FAILED = "starting", "ready", "serving", "complete", "failed"
+# Status.state: complete (every page is in), failed (the container was killed: see error) and
+# exited (the container ended on its own before every page was in) are final.
+STARTING, READY, SERVING = "starting", "ready", "serving"
+COMPLETE, FAILED, EXITED = "complete", "failed", "exited"
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +84,7 @@ class Status:
     started: float = 0.0  # wall-clock times (time.time())
     updated: float = 0.0
     first_request: float | None = None
+    restore_finished: float | None = None  # the restore said so: its processes run from here on
     finished: float | None = None
     error: dict[str, Any] | None = field(default=None)  # {"type", "message", "hint", "exitCode", "log"}
 

@@ -2,10 +2,15 @@
 against its descriptor's digest and size before a byte of it is used."""
 from __future__ import annotations
 
-from typing import Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
+from ..errors import UsageError
 from ..oci.layout import Layout
 from ..oci.model import Descriptor
+
+if TYPE_CHECKING:
+    from .job import SourceSpec
 
 
 class ChunkSource(Protocol):
@@ -33,3 +38,20 @@ class LayoutSource:
 
     def close(self) -> None:
         pass
+
+
+def open_source(spec: "SourceSpec") -> ChunkSource:
+    """The ChunkSource a SourceSpec describes (in the process that serves the pages)."""
+    if spec.kind == "layout" and spec.layout:
+        return LayoutSource(Layout(Path(spec.layout)))
+    if spec.kind == "registry" and spec.host and spec.repository:
+        from ..registry.client import Registry
+        from ..registry.transport import RetryPolicy
+        from .registry_source import RegistrySource
+
+        # One try per request: Memory retries with its own backoff, within the restore's deadline.
+        registry = Registry(spec.host, insecure=spec.insecure, ca_dir=spec.ca_dir, plain_http=spec.plain_http,
+                            timeout=10.0, retry=RetryPolicy(tries=1))
+        cache = Layout(Path(spec.cache), create=True) if spec.cache else None
+        return RegistrySource(registry, spec.repository, cache=cache)
+    raise UsageError(f"lazy restore source {spec.kind!r} is not one this version knows")

@@ -2,10 +2,10 @@
 wait until its init is gone, and only then let the userfaultfds close (see uffd.py)."""
 from __future__ import annotations
 
-import os
 import select
 import signal
 import subprocess
+import time
 from dataclasses import dataclass
 
 from ..errors import RuntimeFailed
@@ -27,31 +27,30 @@ class Stopper:
         return cls(tuple(str(a) for a in obj["kill"]), tuple(tuple(str(a) for a in c) for c in obj.get("cleanup", ())))
 
 
-def stop_container(stopper: Stopper, init_pid: int | None, *, wait: float = 10.0) -> None:
-    """Kill the container and wait (up to `wait` seconds) for its init `init_pid` to be gone.
-    A process waiting in a page fault dies of SIGKILL like any other. The init gets its SIGKILL
-    straight away (in its own pid namespace that takes every process of it along): `runc kill
+def stop_container(stopper: Stopper, pidfds: list[int], *, run_kill: bool = True, wait: float = 10.0) -> None:
+    """SIGKILL the restored processes (`pidfds`, open pidfds of them), run the stopper's kill
+    command when `run_kill` (the restore is far enough for the runtime to know the container), and
+    wait (up to `wait` seconds) until every one of them is gone. A process waiting in a page fault
+    dies of SIGKILL like any other. The processes get their SIGKILL straight away: `runc kill
     --all` first freezes the cgroup, and a process waiting in a fault inside a system call can
     hold a freeze up for seconds."""
-    pidfd = None
-    if init_pid:
+    for pidfd in pidfds:
         try:
-            pidfd = os.pidfd_open(init_pid)
             signal.pidfd_send_signal(pidfd, signal.SIGKILL)
         except OSError:
             pass  # gone already
-    try:
+    output = ""
+    if run_kill:
         res = subprocess.run(stopper.kill, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False)
-        if pidfd is not None:
-            ready, _, _ = select.select([pidfd], [], [], wait)
-            if not ready:
-                raise RuntimeFailed(f"the restored container (init {init_pid}) did not die within {wait:g} s",
-                                    output=(res.stdout + res.stderr).strip())
-        elif res.returncode != 0 and init_pid is None:
-            raise RuntimeFailed(f"could not kill the restored container: {' '.join(stopper.kill)} failed",
-                                output=(res.stdout + res.stderr).strip())
-    finally:
-        if pidfd is not None:
-            os.close(pidfd)
-    for command in stopper.cleanup:
-        subprocess.run(command, capture_output=True, stdin=subprocess.DEVNULL, check=False)
+        output = (res.stdout + res.stderr).strip()
+    deadline = time.monotonic() + wait
+    alive = list(pidfds)
+    while alive:
+        left = deadline - time.monotonic()
+        ready, _, _ = select.select(alive, [], [], max(0.0, left))
+        alive = [fd for fd in alive if fd not in ready]
+        if alive and left <= 0:
+            raise RuntimeFailed(f"{len(alive)} restored processes did not die within {wait:g} s", output=output)
+    if run_kill:
+        for command in stopper.cleanup:
+            subprocess.run(command, capture_output=True, stdin=subprocess.DEVNULL, check=False)

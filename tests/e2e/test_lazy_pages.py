@@ -25,7 +25,9 @@ from checkpointer.format.read import open_checkpoint, unpack_layer
 from checkpointer.format.write import write_checkpoint
 from checkpointer.host import host_info
 from checkpointer.lazy.handle import Delivery
-from checkpointer.lazy.job import COMPLETE, FAILED, Job, SourceSpec, Status
+from checkpointer.lazy.chunks import ChunkMap
+from checkpointer.lazy.job import COMPLETE, EXITED, FAILED, Job, SourceSpec, Status
+from checkpointer.lazy.pagemap import PageIndex
 from checkpointer.lazy.memory import DeliveryPolicy
 from checkpointer.lazy.registry_source import RegistrySource
 from checkpointer.lazy.server import DaemonGone
@@ -117,6 +119,9 @@ def _killed_cleanly(delivery: Delivery, status: Status, runc_root: Path, name: s
     """Delivery failed: the container was killed and removed, every helper process is gone, and the
     workload never ran on with memory that did not arrive (its last verification still matches)."""
     assert status.state == FAILED and status.error
+    deadline = time.monotonic() + 10  # a restore that failed may still be cleaning up
+    while runc_status(runc_root, name) is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert runc_status(runc_root, name) is None
     for pid in (status.daemon_pid, status.guard_pid, status.container_pid):
         assert _gone(pid), f"process {pid} is still there"
@@ -188,13 +193,17 @@ def test_registry_gone_mid_restore_kills_the_container(dumped, tmp_path, runc_ro
                    policy=DeliveryPolicy(deadline=3.0))
         delivery = Delivery.start(job)
         registry.stop()  # after the pages the restore reads itself, before the rest
-        subprocess.run(["runc", "--root", str(runc_root), "restore", "--detach", "--lazy-pages", "--image-path",
-                        str(job.images), "--work-path", str(job.work), "--bundle", str(bundle), container_name],
-                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, check=True, start_new_session=True)
-        pid = json.loads(subprocess.run(["runc", "--root", str(runc_root), "state", container_name],
-                                        capture_output=True, check=True).stdout)["pid"]
-        delivery.restored(pid)
+        started = time.monotonic()
+        res = subprocess.run(["runc", "--root", str(runc_root), "restore", "--detach", "--lazy-pages",
+                              "--image-path", str(job.images), "--work-path", str(job.work), "--bundle", str(bundle),
+                              container_name], stdin=subprocess.DEVNULL, capture_output=True, start_new_session=True)
+        # The restore itself asks for a few lazy pages before it reports the restore finished; on a
+        # busy machine the deadline may pass while it waits for one: then the restore fails (its
+        # processes were killed), which is as good an end.
+        if res.returncode != 0:
+            delivery.abandon()
         status = delivery.wait(60)
+    assert time.monotonic() - started < 30
     assert delivery.process.returncode == Unreachable.exit_code
     assert status.error["type"] == "Unreachable" and status.error["exitCode"] == Unreachable.exit_code
     assert "cannot reach registry " + registry.host in status.error["message"]
@@ -267,3 +276,40 @@ def test_sigkill_of_the_daemon_gets_the_container_killed(dumped, tmp_path, runc_
     assert status.error["type"] == "DaemonGone" and status.error["exitCode"] == DaemonGone.exit_code
     assert delivery.process.returncode == DaemonGone.exit_code
     _killed_cleanly(delivery, status, runc_root, container_name, bundle, before)
+
+
+def test_a_container_that_exits_ends_delivery_without_a_kill(dumped, tmp_path, runc_root, container_name):
+    with RegistryServer(tmp_path) as registry:
+        delivery, pid, bundle, before = _stalled(dumped, tmp_path, runc_root, container_name, registry)
+    subprocess.run(["runc", "--root", str(runc_root), "kill", container_name, "KILL"], check=True)
+    status = delivery.wait(30)
+    assert status.state == EXITED and delivery.process.returncode == 0
+    assert _gone(status.daemon_pid) and _gone(status.guard_pid)
+    assert not delivery.job.images.exists()
+
+
+def test_a_damaged_chunk_the_restore_itself_reads_is_refused_before_it(dumped, tmp_path, runc_root,
+                                                                         container_name):
+    bundle, layout, manifest, before = dumped
+    job = _job(tmp_path, manifest, layout, SourceSpec("layout", layout=str(layout.root)), runc_root, container_name)
+    index, cmap = PageIndex.load(job.images), ChunkMap(list(job.chunks))
+    (name, ranges), = index.eager.items()
+    victim = cmap.covering(name, *ranges[0])[0].desc
+    layout.blob_path(victim.digest).write_bytes(b"damaged")
+    with pytest.raises(CorruptData, match=victim.digest):
+        Delivery.start(job)
+    status = Status.read(job.work)
+    assert status.state == FAILED and status.error["exitCode"] == CorruptData.exit_code
+    assert _gone(status.guard_pid) and status.daemon_pid is None
+    assert not job.images.exists()
+
+
+def test_an_abandoned_restore_stops_delivery(dumped, tmp_path, runc_root, container_name):
+    bundle, layout, manifest, before = dumped
+    job = _job(tmp_path, manifest, layout, SourceSpec("layout", layout=str(layout.root)), runc_root, container_name)
+    delivery = Delivery.start(job)
+    delivery.abandon()  # as a caller whose `runc restore` failed
+    status = delivery.wait(30)
+    assert status.state == FAILED and status.error["type"] == "Abandoned"
+    assert _gone(status.daemon_pid) and _gone(status.guard_pid)
+    assert not job.images.exists()

@@ -19,9 +19,8 @@ import os, sys, time
 from checkpointer.lazy.guard_client import GuardClient
 from checkpointer.lazy.stop import Stopper
 fd, victim = int(sys.argv[1]), int(sys.argv[2])
-client = GuardClient.start(Stopper(("kill", "-9", str(victim))))
-client.hold([fd])
-client.container(victim)
+client = GuardClient.start(Stopper(("true",)))  # the processes die by their pids, not by a command
+client.hold([fd], pids=[victim])
 os.close(fd)
 print(client.pid, flush=True)
 time.sleep(120)
@@ -64,10 +63,9 @@ def test_a_killed_supervisor_gets_the_container_killed_before_the_descriptors_go
 def test_a_killed_guard_is_replaced_and_a_release_kills_nothing():
     victim = subprocess.Popen(["sleep", "120"])
     held, peer = socket.socketpair()
-    client = GuardClient.start(Stopper(("kill", "-9", str(victim.pid))))
+    client = GuardClient.start(Stopper(("true",)))
     try:
-        client.hold([held.fileno()])  # the supervisor keeps its own copy (the daemon's socket) too
-        client.container(victim.pid)
+        client.hold([held.fileno()], pids=[victim.pid])  # the supervisor keeps its own copy too
         first = client.pid
         os.kill(first, signal.SIGKILL)
         deadline = time.monotonic() + 10
