@@ -178,7 +178,7 @@ def _save_runc(container_id: str, dest: str | None, *, runc_root: Path | None, o
         spec = load_spec(state.bundle)
         rootfs = rootfs_of(state.bundle, spec)
         # CRIU drops the network namespace of a runc container (docs/network.md): its loopback is
-        # recorded here, while the preflight runs, and brought back at restore.
+        # recorded while the preflight runs, and brought back at restore.
         namespace = netns.namespace_of(spec)
         network = pool.submit(netns.read, state.pid, namespace)
         lock_method = pool.submit(criu_config.network_lock,
@@ -192,7 +192,7 @@ def _save_runc(container_id: str, dest: str | None, *, runc_root: Path | None, o
             engine="runc", runtime="runc", runtime_version=runtime_version.result(),
             criu_version=criu_version.result(), host=host_info(), container_id=container_id,
             container_name=container_id, created=now.strftime("%Y-%m-%dT%H:%M:%SZ"), criu_options=options,
-            ckpt_version=__version__, network=network.result())
+            ckpt_version=__version__)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
     local = any(isinstance(d, StoreRef) for d in dests)
@@ -212,6 +212,8 @@ def _save_runc(container_id: str, dest: str | None, *, runc_root: Path | None, o
             with phase("pause"):
                 runc.pause(container_id)
         try:
+            # Read while the preflight and the pause ran; the namespace is there until the dump ends.
+            config = replace(config, network=network.result())
             on_progress(Update("checkpoint", 0, 1, container_id))
             with phase("dump"):
                 runc.checkpoint(container_id, images, criu_work, dump_options, criu_conf=criu_conf)
