@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
-from conftest import require_e2e
 from support.registry_server import RegistryServer
 from support.sample import ckpt, runc_status, start
 from support.workloads import (ZooState, container_pid, debian_rootfs, fnv64, http_get, migrate, read_zoo_state,
@@ -39,15 +38,16 @@ def registry(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
         yield reg
 
 
+# Both depend on bundle_template (tests/conftest.py) for its check that this host can run
+# end-to-end tests (root, CRIU, runc, gcc, busybox) before anything is built.
+
 @pytest.fixture(scope="session")
-def zoo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    require_e2e()
+def zoo_template(bundle_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return zoo_bundle.build_template(tmp_path_factory.mktemp("zoo") / "template")
 
 
 @pytest.fixture(scope="session")
-def debian_root() -> Path:
-    require_e2e()
+def debian_root(bundle_template: Path) -> Path:
     return debian_rootfs.ensure()
 
 
