@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ NFTABLES = "nftables"
 # plain ones lock each TCP connection of a process in the host's namespace.
 IPTABLES_TOOLS = ("iptables-restore", "ip6tables-restore", "iptables", "ip6tables")
 LOCK_HINT = ("install iptables (Debian: apt-get install iptables), or a CRIU built with nftables "
-             "support (`criu check --feature network_lock_nftables`); scripts/setup.sh installs both")
+             "support (`criu check --feature network_lock_nftables`; the CRIU scripts/setup.sh installs has it)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,12 +60,6 @@ def network_lock(*, needs_lock: bool, which: Callable[[str], str | None] = shuti
                             "(its iptables lock) nor CRIU's nftables lock", hint=LOCK_HINT)
 
 
-def dump_config(directory: Path, namespace: str, *, tcp_established: bool) -> Path | None:
-    """The config for a dump of processes in `namespace` (netns.PRIVATE, JOINED or HOST)."""
-    lock = network_lock(needs_lock=namespace != netns.HOST or tcp_established)
-    return write(directory, CriuConfig(network_lock=lock))
-
-
 def restore_config(directory: Path, network: netns.NetworkState | None, *, tcp_established: bool) -> Path | None:
     """The config for a restore of processes whose network was `network` (None: the host's): the
     network lock this host has, and for a private namespace the script that brings back its
@@ -97,7 +92,7 @@ def criu_wrapper(directory: Path, config: Path) -> Path:
     """A stand-in for the criu binary that starts CRIU with `config`: for runtimes that do not pass
     their environment on to CRIU (Podman runs runc with only PATH and XDG_RUNTIME_DIR), given to
     runc as its --criu binary."""
-    text = f"#!/bin/sh\n{ENV}={_sh(str(config))} exec {_sh(probe.criu_path())} \"$@\"\n"
+    text = f"#!/bin/sh\n{ENV}={shlex.quote(str(config))} exec {shlex.quote(probe.criu_path())} \"$@\"\n"
     return write_script(directory, "criu", text)
 
 
@@ -120,7 +115,3 @@ def _word(text: str) -> str:
     if any(c in text for c in "\"\\\n"):
         raise ValueError(f"cannot put {text!r} in a CRIU config")
     return text if re.fullmatch(r"[A-Za-z0-9_./+-]+", text) else f'"{text}"'
-
-
-def _sh(text: str) -> str:
-    return "'" + text.replace("'", "'\\''") + "'"

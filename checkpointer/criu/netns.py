@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import shlex
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -177,7 +178,7 @@ def restore_script(loopback: Loopback, nsenter: str, ip: str) -> str | None:
     return ("#!/bin/sh\n"
             "# Written by ckpt for one restore: the container's loopback, before CRIU restores its sockets.\n"
             '[ "$CRTOOLS_SCRIPT_ACTION" = setup-namespaces ] || exit 0\n'
-            f'exec {_sh(nsenter)} -t "$CRTOOLS_INIT_PID" -n -- {_sh(ip)} -batch - <<\'CKPT_END\'\n'
+            f'exec {shlex.quote(nsenter)} -t "$CRTOOLS_INIT_PID" -n -- {shlex.quote(ip)} -batch - <<\'CKPT_END\'\n'
             + "".join(f"{c}\n" for c in commands) + "CKPT_END\n")
 
 
@@ -247,7 +248,3 @@ def _json_values(text: str) -> list:
         value, pos = decoder.raw_decode(text, pos)
         values.append(value)
     return values
-
-
-def _sh(text: str) -> str:
-    return "'" + text.replace("'", "'\\''") + "'"

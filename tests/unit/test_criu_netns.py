@@ -79,7 +79,9 @@ def test_commands_and_script_bring_it_back_in_order():
     script = netns.restore_script(lo, "/usr/bin/nsenter", "/usr/sbin/ip")
     assert script.startswith("#!/bin/sh\n")
     assert '[ "$CRTOOLS_SCRIPT_ACTION" = setup-namespaces ] || exit 0' in script
-    assert "exec '/usr/bin/nsenter' -t \"$CRTOOLS_INIT_PID\" -n -- '/usr/sbin/ip' -batch - <<'CKPT_END'" in script
+    assert "exec /usr/bin/nsenter -t \"$CRTOOLS_INIT_PID\" -n -- /usr/sbin/ip -batch - <<'CKPT_END'" in script
+    odd = netns.restore_script(lo, "/opt/it's/nsenter", "/usr/sbin/ip")
+    assert "exec '/opt/it'\"'\"'s/nsenter' -t" in odd
     assert script.endswith("\n".join(commands) + "\nCKPT_END\n")
     assert netns.restore_script(netns.Loopback(up=False), "/n", "/i") is None  # down, nothing added: no script
 
