@@ -134,7 +134,7 @@ install_criu
 pin_suite forky
 pin_suite trixie
 if [ $want_test = 1 ]; then
-    apt_install docker-registry skopeo openssl apache2-utils podman iptables debootstrap
+    apt_install docker-registry skopeo openssl apache2-utils podman iptables debootstrap libcap2-bin
 fi
 
 # The host's own python3, without its site-packages: ckpt's dependencies stay in the venv.
