@@ -52,7 +52,7 @@ def ensure(cache: Path = DEFAULT_CACHE) -> Path:
     base = private_dir(cache) / "debian-rootfs"
     base.mkdir(mode=0o700, exist_ok=True)
     entry = base / hashlib.sha256(f"{FORMAT} {' '.join(PACKAGES)}".encode()).hexdigest()[:16]
-    with open(base / ".lock", "w") as lock:
+    with os.fdopen(os.open(base / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)) as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one builder at a time; the others wait and reuse
         if is_current(entry):
             return entry / "rootfs"
