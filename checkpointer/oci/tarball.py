@@ -36,12 +36,13 @@ class UnpackPolicy:
     allow_setuid: bool = False
     keep_owner: bool = False
     keep_xattrs: bool = False  # file capabilities also need allow_setuid: they grant privileges as setuid does
+    allow_fifos: bool = False  # a named FIFO: no content, no target; CRIU reopens one by its path
     max_bytes: int = 1 << 40
 
 
 CRIU_IMAGES = UnpackPolicy()
 ROOTFS = UnpackPolicy(allow_symlinks=True, allow_hardlinks=True, allow_setuid=True, keep_owner=True,
-                      keep_xattrs=True)
+                      keep_xattrs=True, allow_fifos=True)
 
 
 def pack(root: Path, out: BinaryIO, *, names: Iterable[str] | None = None, zero_mtime: bool = True,
@@ -96,8 +97,12 @@ def _add(tar: tarfile.TarFile, root: Path, rel: str, seen: dict[tuple[int, int],
         except FileNotFoundError:
             return
         tar.addfile(info)
-    # Sockets, fifos and device nodes are not content: runtimes recreate /dev, and
-    # the unpacker would refuse them anyway.
+    elif stat.S_ISFIFO(st.st_mode):
+        # A named FIFO in the rootfs must exist on the target: CRIU reopens it by its path.
+        info.type = tarfile.FIFOTYPE
+        tar.addfile(info)
+    # Sockets and device nodes are not content: CRIU binds listening sockets again, runtimes
+    # recreate /dev, and the unpacker refuses devices anyway.
 
 
 def _info(rel: str, st: os.stat_result, zero_mtime: bool) -> tarfile.TarInfo:
@@ -347,8 +352,17 @@ def _unpack_member(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: Path, po
         source = _existing_file(dest, link_rel, what)
         _remove_existing(target)
         os.link(source, target, follow_symlinks=False)
+    elif member.isfifo() and policy.allow_fifos:
+        _remove_existing(target)
+        os.mkfifo(target, 0o600)
+        # Not a link (mkfifo made it just now, in a directory only this unpack writes to).
+        if policy.keep_owner and os.geteuid() == 0:
+            os.chown(target, member.uid, member.gid, follow_symlinks=False)
+        os.chmod(target, mode & 0o1777)
+        os.utime(target, (member.mtime, member.mtime), follow_symlinks=False)
     else:
-        raise CorruptData(f"archive entry {member.name!r} is a device, fifo or other special file")
+        raise CorruptData(f"archive entry {member.name!r} is a device, fifo or other special file "
+                          "this layer may not hold")
 
 
 def _apply_fd_metadata(fd: int, member: tarfile.TarInfo, mode: int, policy: UnpackPolicy,

@@ -169,6 +169,8 @@ def tcp_after(run: Running, saved: ZooState, now: ZooState) -> None:
 CASES = [
     Case("threads", "threads", after=threads_after),
     Case("pipes-fifo-in-tmpfs", "pipes", ("--fifo", "/dev/shm/zoo.fifo"), progress="rounds", after=pipes_after),
+    # CRIU reopens a FIFO of the rootfs by its path: the rootfs layer carries it.
+    Case("pipes-fifo-in-rootfs", "pipes", ("--fifo", "/tmp/zoo.fifo"), progress="rounds", after=pipes_after),
     Case("unix-sockets", "unix", progress="answered", after=unix_after),
     Case("udp", "udp", progress="received", after=udp_after),
     Case("posix-shm", "shm", progress="seq", after=shm_after),
@@ -262,22 +264,6 @@ def test_unix_client_outside_the_container_is_refused(zoo_template, registry, tm
 
 # -- known defects: what breaks today, shown as it breaks (when one of these starts failing, it was
 # fixed: move its workload into CASES) ------------------------------------------------------
-
-def test_known_defect_named_fifo_in_the_rootfs(zoo_template, registry, tmp_path, runc_root, ckpt_home,
-                                               container_name):
-    """ckpt's rootfs layer carries files, directories and links only (checkpointer/oci/tarball.py),
-    and CRIU reopens a named FIFO by its path: a FIFO in the container's rootfs is gone on the
-    target and the restore fails, naming it. (A FIFO on a tmpfs, which CRIU carries itself, works:
-    case pipes-fifo-in-tmpfs.)"""
-    bundle = zoo_bundle.make_bundle(zoo_template, tmp_path / "bundle", "pipes", ["--fifo", "/tmp/zoo.fifo"])
-    start(runc_root, bundle, container_name)
-    wait_zoo(bundle / "rootfs", lambda s: s.int("rounds") >= 5)
-    ref = save_and_wipe(registry, runc_root, container_name, bundle, ckpt_home)
-    res = restore(runc_root, ref, ckpt_home)
-    assert res.returncode == CriuFailed.exit_code, res.stderr
-    assert "Can't open fake fifo" in res.stderr and "tmp/zoo.fifo" in res.stderr, res.stderr
-    assert runc_status(runc_root, container_name) is None, "a failed restore left a container behind"
-
 
 def test_known_defect_periodic_timerfd_stops(zoo_template, registry, tmp_path, runc_root, ckpt_home,
                                              container_name):
@@ -390,10 +376,8 @@ def podman_zoo_image(zoo_template, registry, tmp_path_factory):  # noqa: ANN001,
     podman("rmi", "--force", image, check=False)
 
 
-PODMAN_CASES = [c for c in CASES if c.id in ("threads", "unix-sockets")] + [
-    # Podman's own checkpoint carries the container's changed files, FIFOs among them.
-    Case("pipes-fifo-in-rootfs", "pipes", ("--fifo", "/tmp/zoo.fifo"), progress="rounds", after=pipes_after),
-]
+# Podman's own checkpoint carries the container's changed files, FIFOs among them.
+PODMAN_CASES = [c for c in CASES if c.id in ("threads", "unix-sockets", "pipes-fifo-in-rootfs")]
 
 
 @pytest.mark.parametrize("case", PODMAN_CASES, ids=lambda c: c.id)

@@ -90,14 +90,35 @@ def test_pack_writes_hardlinks_as_links_and_symlinks_verbatim(tmp_path: Path) ->
     assert by_name["dir"].isdir()
 
 
-def test_pack_only_the_named_tops_and_skips_special_files(tmp_path: Path) -> None:
+def test_pack_only_the_named_tops_and_skips_sockets(tmp_path: Path) -> None:
+    import socket
+
     make_tree(tmp_path / "t")
-    os.mkfifo(tmp_path / "t" / "fifo")
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(tmp_path / "t" / "sock"))
     names = [m.name for m in members_of(packed(tmp_path / "t", names=["empty", "dir"]))]
     assert names == ["dir", "dir/hard", "dir/sub", "dir/sub/deep", "dir/y", "dir/z", "empty"]
     # the first name of a hard-linked inode in the archive is the file, the next ones link to it
     assert members_of(packed(tmp_path / "t", names=["dir"]))[1].isreg()
-    assert "fifo" not in [m.name for m in members_of(packed(tmp_path / "t"))]
+    assert "sock" not in [m.name for m in members_of(packed(tmp_path / "t"))]
+
+
+def test_a_named_fifo_round_trips_in_a_rootfs_and_is_refused_elsewhere(tmp_path: Path) -> None:
+    """CRIU reopens a FIFO of the container's rootfs by its path: it must be there after a restore."""
+    (tmp_path / "t").mkdir()
+    os.mkfifo(tmp_path / "t" / "fifo", 0o640)
+    archive = packed(tmp_path / "t")
+    [member] = members_of(archive)
+    assert member.isfifo() and member.mode == 0o640
+    out = tmp_path / "out"
+    out.mkdir()
+    tarball.unpack(io.BytesIO(archive), out, tarball.ROOTFS)
+    st = os.lstat(out / "fifo")
+    assert stat.S_ISFIFO(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o640
+    criu = tmp_path / "criu"
+    criu.mkdir()
+    with pytest.raises(CorruptData, match="fifo"):
+        tarball.unpack(io.BytesIO(archive), criu, tarball.CRIU_IMAGES)
 
 
 # -- round trips -------------------------------------------------------------------------------
@@ -265,7 +286,7 @@ def _hostile(b: Sandbox) -> dict[str, tuple[bytes, tarball.UnpackPolicy]]:
         "hardlink under criu policy": (craft(entry("f", data=b"x"), entry("h", tarfile.LNKTYPE, linkname="f")), c),
         "char device": (craft(entry("null", tarfile.CHRTYPE, devmajor=1, devminor=3)), r),
         "block device": (craft(entry("sda", tarfile.BLKTYPE, devmajor=8, devminor=0)), r),
-        "fifo": (craft(entry("fifo", tarfile.FIFOTYPE)), r),
+        "fifo under criu policy": (craft(entry("fifo", tarfile.FIFOTYPE)), c),
         "setuid under criu policy": (craft(entry("suid", data=b"x", mode=0o4755)), c),
         "setgid directory under criu policy": (craft(entry("d", tarfile.DIRTYPE, mode=0o2755)), c),
         "file replaces a directory": (craft(entry("d", tarfile.DIRTYPE), entry("d/f", data=b"x"),
