@@ -194,6 +194,8 @@ def restore(
     verb = "already running" if result.already_running else "restored"
     where = f", bundle {result.bundle}" if result.bundle else ""
     ui.out.print(f"{verb} {result.container} into {result.engine} (pid {result.pid}{where})")
+    for warning in result.warnings:
+        ui.err.print(f"[bold yellow]WARNING[/]: {ui.escape(warning)}")
 
 
 @app.command()
@@ -411,7 +413,8 @@ def check(as_json: Json = False) -> None:
             ui.out.print(f"{mark}{f.what:<34} {ui.escape(f.detail)}")
             if f.hint:
                 ui.out.print(f"      [yellow]{ui.escape(f.hint)}[/]")
-    essential = {"criu", "runc", "pycriu", "store", "root"}
+    # Without a network lock or ip/nsenter no container with its own network can be saved or restored.
+    essential = {"criu", "runc", "pycriu", "store", "root", "network lock", "ip, nsenter"}
     if any(not f.ok and f.what in essential for f in findings):
         raise typer.Exit(1)
 
