@@ -4,7 +4,9 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass
 
+from ..errors import UsageError
 from ..format import pages as pages_format
+from ..oci import mediatypes as mt
 from ..oci.model import Descriptor
 
 
@@ -25,6 +27,13 @@ class ChunkMap:
 
     def __init__(self, layers: list[Descriptor]) -> None:
         chunk_layers = [d for d in layers if d.media_type == pages_format.MEDIA_TYPE]
+        others = {d.media_type for d in layers} - {pages_format.MEDIA_TYPE}
+        if any(mt.is_encrypted(m) for m in others):
+            raise UsageError("this checkpoint's memory is encrypted: it cannot be restored lazily yet",
+                             hint="restore it without --lazy (with --decrypt-key)")
+        if others:
+            raise UsageError(f"memory stored as {sorted(others)} cannot be restored lazily",
+                             hint="restore it without --lazy")
         self.sizes = pages_format.check_coverage(chunk_layers)  # validates every placement too
         by_file: dict[str, list[Chunk]] = {}
         for desc in chunk_layers:

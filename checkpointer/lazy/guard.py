@@ -4,15 +4,18 @@ container from running on with missing memory if the page supervisor dies (SIGKI
 It holds copies of the supervisor's end of the page-server socket (so the lazy-pages daemon does
 not see it close and exit) and of the daemon's userfaultfds (so a fault on a missing page waits
 instead of reading zeros). When its control socket closes without a "release", the supervisor is
-gone: it kills the container, waits for it to die, and only then lets those descriptors go.
+gone: it kills the container, waits for it to die, and only then lets those descriptors go; then it
+kills the daemon too (one still waiting for a restore would wait for ever).
 
     python -m checkpointer.lazy.guard      (fd 0: a SOCK_SEQPACKET control socket)
 
 Messages, one JSON object each, descriptors attached with SCM_RIGHTS:
     {}                            hello (the first message may come before there is a stopper)
     {"stopper": {...}}            how to kill the container (stop.Stopper)
-    {"hold": N, "pids": [...]}    hold these N fds (replacing what was held before); the restored
-                                  processes' pids, when known (each is opened as a pidfd at once)
+    {"hold": N, "pids": [...], "daemon": PID}
+                                  hold these N fds (replacing what was held before); the restored
+                                  processes' pids, when known, and the daemon's (each opened as a
+                                  pidfd at once)
     {"release": true}             all is well (or already handled): let go and exit
 """
 from __future__ import annotations
@@ -31,6 +34,7 @@ MAX_FDS = 4096
 def run(control: socket.socket) -> int:
     stopper: Stopper | None = None
     pidfds: dict[int, int] = {}
+    daemon: int | None = None
     held: list[int] = []
     try:
         while True:
@@ -38,6 +42,8 @@ def run(control: socket.socket) -> int:
             if not data:  # the supervisor is gone: kill before letting go
                 if stopper is not None:
                     stop_container(stopper, list(pidfds.values()))
+                if daemon is not None:
+                    signal.pidfd_send_signal(daemon, signal.SIGKILL)
                 return 1
             message = json.loads(data)
             if "hold" in message:
@@ -47,6 +53,11 @@ def run(control: socket.socket) -> int:
             else:
                 for fd in fds:
                     os.close(fd)
+            if message.get("daemon") and daemon is None:
+                try:
+                    daemon = os.pidfd_open(message["daemon"])
+                except OSError:
+                    pass
             for pid in message.get("pids", ()):
                 if pid not in pidfds:
                     try:
@@ -59,7 +70,7 @@ def run(control: socket.socket) -> int:
                 return 0
             control.send(b"ok")
     finally:
-        for fd in [*held, *pidfds.values()]:
+        for fd in [*held, *pidfds.values(), *([daemon] if daemon is not None else [])]:
             os.close(fd)
 
 

@@ -24,6 +24,7 @@ class GuardClient:
         self._lock = threading.RLock()
         self._held: list[int] = []
         self._pids: list[int] = []
+        self._daemon: int | None = None
         self._released = False
         self._process: subprocess.Popen | None = None
         self._control: socket.socket | None = None
@@ -44,7 +45,7 @@ class GuardClient:
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
-    def hold(self, fds: list[int], *, pids: list[int] | None = None) -> None:
+    def hold(self, fds: list[int], *, pids: list[int] | None = None, daemon: int | None = None) -> None:
         """Have the guard hold copies of `fds` (instead of what it held), and kill `pids` (the
         restored processes) if the supervisor dies. The client keeps copies of its own too, for a
         replacement guard: the caller's descriptor numbers may be closed and reused."""
@@ -57,7 +58,9 @@ class GuardClient:
                 os.close(fd)
             if pids is not None:
                 self._pids = list(pids)
-            self._send({"hold": len(copies), "pids": self._pids}, copies)
+            if daemon is not None:
+                self._daemon = daemon
+            self._send({"hold": len(copies), "pids": self._pids, "daemon": self._daemon}, copies)
 
     def release(self) -> None:
         """Nothing to guard any more (every page is in, or the container was stopped already)."""
@@ -92,7 +95,7 @@ class GuardClient:
             else:
                 self._send({})
             if self._held or self._pids:
-                self._send({"hold": len(self._held), "pids": self._pids}, self._held)
+                self._send({"hold": len(self._held), "pids": self._pids, "daemon": self._daemon}, self._held)
         except CkptError:
             process.kill()
             process.wait()

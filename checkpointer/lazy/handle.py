@@ -2,8 +2,9 @@
 the restore once it is ready, tell it how that went, and read its state later on.
 
     delivery = Delivery.start(job)              # pages files written, daemon listening
-      (or: delivery = Delivery.launch(work) early, to have the Python start meanwhile, and
-       delivery.begin(job) once the criu role is unpacked into job.images)
+      (or: delivery = Delivery.launch(work) early, to have the Python start meanwhile, or
+       Delivery.fork(work) before any thread runs, and delivery.begin(job) once the criu role
+       is unpacked into job.images)
     runc restore --lazy-pages --image-path job.images --work-path job.work ...
     delivery.restored(init_pid)                 # or delivery.abandon() if the restore failed
     status = delivery.wait()                    # optional: the supervisor carries on without us
@@ -22,13 +23,14 @@ from pathlib import Path
 
 from .. import errors
 from ..errors import CkptError
+from .forked import ForkedProcess, fork_supervisor
 from .job import Job, Status
 
 START_TIMEOUT = 120.0  # the eager pages may have to come from a registry first
 
 
 class Delivery:
-    def __init__(self, work: Path, process: subprocess.Popen, ready: int) -> None:
+    def __init__(self, work: Path, process: "subprocess.Popen | ForkedProcess", ready: int) -> None:
         self.work, self.process, self._ready = work, process, ready
         self.job: Job | None = None
 
@@ -47,6 +49,13 @@ class Delivery:
         finally:
             os.close(ready_w)
         return cls(work, process, ready_r)
+
+    @classmethod
+    def fork(cls, work: Path) -> "Delivery":
+        """As launch, but the supervisor is a fork of this process (a few milliseconds instead of
+        an interpreter's start). Only before this process starts any thread."""
+        process, ready = fork_supervisor(work)
+        return cls(work, process, ready)
 
     def begin(self, job: Job, *, timeout: float = START_TIMEOUT) -> None:
         """Hand the supervisor its job; returns once the restore may run (its pages files are

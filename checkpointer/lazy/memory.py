@@ -45,7 +45,7 @@ def transient(exc: CkptError) -> bool:
 
 
 class _Entry:
-    __slots__ = ("length", "data", "error", "ready", "remaining", "used", "trouble")
+    __slots__ = ("length", "data", "error", "ready", "remaining", "used", "trouble", "read")
 
     def __init__(self, length: int, remaining: int, now: float) -> None:
         self.length = length
@@ -55,6 +55,7 @@ class _Entry:
         self.remaining = remaining  # lazy bytes of this content not served yet
         self.used = now
         self.trouble: CkptError | None = None  # the last failure of a fetch still being retried
+        self.read = False  # served from at least once (a chunk only prefetched is still ahead)
 
 
 def decompress(packed: bytes, length: int, what: str) -> bytes:
@@ -195,7 +196,7 @@ class Memory:
                 if entry.ready.is_set():
                     if entry.error is not None:
                         raise entry.error
-                    entry.used = self._clock()
+                    entry.used, entry.read = self._clock(), True
                     assert entry.data is not None
                     return entry.data
                 if self.failure is not None:
@@ -281,10 +282,13 @@ class Memory:
             self.want(chunk, urgent=False)
 
     def _evict_idle(self, idle: float = 2.0) -> bool:
-        """Let go of the chunk used longest ago if nobody used it for `idle` seconds (its pages
-        were unmapped, say, so the daemon will not ask for them); it is fetched again if needed."""
+        """Let go of the chunk used longest ago among those served from before but not for `idle`
+        seconds (the rest of its pages were unmapped, say, so the daemon will not ask for them);
+        it is fetched again if needed. A chunk only prefetched is never let go: it is ahead of
+        the daemon, which is merely slow to get there."""
         now = self._clock()
-        candidates = [(e.used, d) for d, e in self._entries.items() if e.ready.is_set() and now - e.used > idle]
+        candidates = [(e.used, d) for d, e in self._entries.items()
+                      if e.ready.is_set() and e.read and now - e.used > idle]
         if not candidates:
             return False
         self._drop(min(candidates)[1])

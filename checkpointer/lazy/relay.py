@@ -57,6 +57,7 @@ class Relay:
         self.on_task, self.on_finished, self.on_error = on_task, on_finished, on_error
         self.tasks: list[Task] = []
         self.finished = False
+        self.connected = threading.Event()  # a restore came
         # Socket paths are reached through descriptors of their directories: a work directory may
         # be deeper than the 108 bytes a unix socket address holds.
         self._dirs = [os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) for d in (restore_work, daemon_work)]
@@ -94,6 +95,7 @@ class Relay:
             restore, _ = self._listener.accept()
         except OSError:
             return  # closed before the restore came
+        self.connected.set()
         with restore:
             restore.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
             daemon = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -37,7 +37,7 @@ class Outcome:
     error: CkptError | None = None
 
 
-_EOF = object()
+SEND_BUFFER = 4 << 20
 
 
 class PageServer:
@@ -58,6 +58,10 @@ class PageServer:
         self._eof = False
         self._stop_error: CkptError | None = None
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        try:  # room for a whole answer (1 MiB and its header): one send, then on to the next request
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+        except OSError:
+            pass
 
     def serve(self) -> Outcome:
         try:

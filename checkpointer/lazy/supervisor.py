@@ -46,6 +46,7 @@ from .uffd import UffdHolder
 log = logging.getLogger(__name__)
 
 FORK_SCAN = 0.5  # seconds between looks for userfaultfds of processes forked while pages still come
+RESTORE_WAIT = 600.0  # a restore that has not begun this long after "ready" is not coming
 STATUS_EVERY = 0.25
 
 
@@ -70,6 +71,8 @@ class Supervisor:
         self._status_lock = threading.Lock()
         self._dirty = False
         self._served = 0
+        self._stop_lock = threading.Lock()
+        self._pending_stop: CkptError | None = None  # a stop asked for before the server existed
 
     # -- the run ---------------------------------------------------------------------------------
 
@@ -90,7 +93,7 @@ class Supervisor:
         daemon_work = job.work / "daemon"
         daemon_work.mkdir(mode=0o700)
         self.daemon = LazyPagesDaemon(job.images, daemon_work)
-        self.guard.hold([self.daemon.sock.fileno()])
+        self.guard.hold([self.daemon.sock.fileno()], daemon=self.daemon.pid)
         self.relay = Relay(job.work, daemon_work, on_task=self._task_came, on_finished=self._restore_finished,
                            on_error=self._relay_failed)
         self.forks = UffdHolder(self.daemon.pid)
@@ -100,10 +103,14 @@ class Supervisor:
 
     def run(self) -> Outcome:
         assert self.daemon is not None
-        self.server = PageServer(self.daemon.sock, self.index, self.memory, on_progress=self._progress)
+        with self._stop_lock:
+            self.server = PageServer(self.daemon.sock, self.index, self.memory, on_progress=self._progress)
+            if self._pending_stop is not None:
+                self.server.stop(self._pending_stop)
         forks = threading.Thread(target=self._watch_forks, name="lazy-forks", daemon=True)
         threading.Thread(target=self._watch_daemon, name="lazy-daemon", daemon=True).start()
         threading.Thread(target=self._write_status, name="lazy-status", daemon=True).start()
+        threading.Thread(target=self._await_restore, name="lazy-restore", daemon=True).start()
         forks.start()
         self._update(state=SERVING, force=True)
         outcome = self.server.serve()
@@ -139,8 +146,15 @@ class Supervisor:
         threading.Thread(target=self._watch_container, args=(pid,), name="lazy-container", daemon=True).start()
 
     def abandon(self) -> None:
-        if self.server is not None:
-            self.server.stop(Abandoned("the restore failed; its pages are no longer served"))
+        self._stop(Abandoned("the restore failed; its pages are no longer served"))
+
+    def _stop(self, error: CkptError) -> None:
+        """End serving with `error` (from any thread, also before serving began)."""
+        with self._stop_lock:
+            if self.server is not None:
+                self.server.stop(error)
+            elif self._pending_stop is None:
+                self._pending_stop = error
 
     # -- endings -----------------------------------------------------------------------------------
 
@@ -185,8 +199,7 @@ class Supervisor:
             self._update(container_pid=task.pid, force=True)
 
     def _relay_failed(self, error: CkptError) -> None:
-        if self.server is not None:
-            self.server.stop(error)
+        self._stop(error)
 
     def _restore_finished(self) -> None:
         self._update(restore_finished=time.time(), force=True)
@@ -205,6 +218,12 @@ class Supervisor:
             except (OSError, CkptError) as exc:
                 log.info("userfaultfd watch: %s", exc)
 
+    def _await_restore(self) -> None:
+        """A caller that died before it ran the restore leaves a daemon waiting for one for ever."""
+        assert self.relay is not None
+        if not self.relay.connected.wait(RESTORE_WAIT) and not self._done.is_set():
+            self._stop(Abandoned(f"no restore came within {RESTORE_WAIT:g} s of the pages being ready"))
+
     def _watch_container(self, pid: int) -> None:
         try:
             pidfd = os.pidfd_open(pid)
@@ -217,14 +236,14 @@ class Supervisor:
         finally:
             if pidfd is not None:
                 os.close(pidfd)
-        if not self._done.is_set() and self.server is not None:
-            self.server.stop(ContainerExited(f"the container (init {pid}) exited before every page was in"))
+        if not self._done.is_set():
+            self._stop(ContainerExited(f"the container (init {pid}) exited before every page was in"))
 
     def _watch_daemon(self) -> None:
-        assert self.daemon is not None and self.server is not None
+        assert self.daemon is not None
         code = self.daemon.wait()
         if not self._done.wait(0.5):  # a daemon that finished said so first (PS_IOV_CLOSE)
-            self.server.stop(DaemonGone(f"criu lazy-pages exited ({code}) before every page was in"))
+            self._stop(DaemonGone(f"criu lazy-pages exited ({code}) before every page was in"))
 
     # -- status ------------------------------------------------------------------------------------
 
@@ -275,7 +294,7 @@ def _listen(supervisor: Supervisor) -> None:
 
 def main(argv: list[str]) -> int:
     work, ready = Path(argv[0]), os.fdopen(int(argv[1]), "w")
-    logging.basicConfig(filename=str(work / "supervisor.log"), level=logging.INFO,
+    logging.basicConfig(filename=str(work / "supervisor.log"), level=logging.INFO, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     guard = GuardClient.start()  # a Python start of its own, while the caller prepares the job
     if sys.stdin.readline().strip() != "job":

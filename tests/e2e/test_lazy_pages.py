@@ -76,8 +76,9 @@ def _job(tmp_path: Path, manifest: Manifest, criu_layout: Layout, source: Source
     return Job(images, work, chunks, source, stopper, **kw)
 
 
-def _lazy_restore(job: Job, runc_root: Path, bundle: Path, name: str) -> Delivery:
-    delivery = Delivery.start(job)
+def _lazy_restore(job: Job, runc_root: Path, bundle: Path, name: str, *, fork: bool = False) -> Delivery:
+    delivery = Delivery.fork(job.work) if fork else Delivery.launch(job.work)
+    delivery.begin(job)
     res = subprocess.run(["runc", "--root", str(runc_root), "restore", "--detach", "--lazy-pages", "--image-path",
                           str(job.images), "--work-path", str(job.work), "--bundle", str(bundle), name],
                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -86,9 +87,9 @@ def _lazy_restore(job: Job, runc_root: Path, bundle: Path, name: str) -> Deliver
         delivery.abandon()
         raise AssertionError(f"runc restore --lazy-pages failed: {res.stderr.decode()}\n"
                              f"{(job.work / 'restore.log').read_text()[-3000:]}")
-    state = json.loads(subprocess.run(["runc", "--root", str(runc_root), "state", name], capture_output=True,
-                                      check=True).stdout)
-    delivery.restored(state["pid"])
+    state = subprocess.run(["runc", "--root", str(runc_root), "state", name], capture_output=True)
+    if state.returncode == 0:  # (delivery may have failed, and the container been removed, already)
+        delivery.restored(json.loads(state.stdout)["pid"])
     return delivery
 
 
@@ -130,10 +131,11 @@ def _killed_cleanly(delivery: Delivery, status: Status, runc_root: Path, name: s
     assert last.nonce == before.nonce and last.verified == before.checksum
 
 
-def test_lazy_restore_from_a_layout(dumped, tmp_path, runc_root, container_name):
+@pytest.mark.parametrize("fork", [False, True], ids=["launched", "forked"])
+def test_lazy_restore_from_a_layout(dumped, tmp_path, runc_root, container_name, fork):
     bundle, layout, manifest, before = dumped
     job = _job(tmp_path, manifest, layout, SourceSpec("layout", layout=str(layout.root)), runc_root, container_name)
-    delivery = _lazy_restore(job, runc_root, bundle, container_name)
+    delivery = _lazy_restore(job, runc_root, bundle, container_name, fork=fork)
     status = delivery.wait(60)
     assert delivery.process.returncode == 0
     _carried_on(bundle, before, status)
@@ -313,3 +315,15 @@ def test_an_abandoned_restore_stops_delivery(dumped, tmp_path, runc_root, contai
     assert status.state == FAILED and status.error["type"] == "Abandoned"
     assert _gone(status.daemon_pid) and _gone(status.guard_pid)
     assert not job.images.exists()
+
+
+def test_sigkill_of_the_supervisor_before_the_restore_leaves_nothing(dumped, tmp_path, runc_root, container_name):
+    """A daemon still waiting for its restore does not notice its page server going (it waits in
+    accept): the guard ends it."""
+    bundle, layout, manifest, before = dumped
+    job = _job(tmp_path, manifest, layout, SourceSpec("layout", layout=str(layout.root)), runc_root, container_name)
+    delivery = Delivery.start(job)
+    status = delivery.status()
+    os.kill(delivery.pid, signal.SIGKILL)
+    delivery.process.wait()
+    assert _gone(status.daemon_pid) and _gone(status.guard_pid)

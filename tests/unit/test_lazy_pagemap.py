@@ -3,11 +3,12 @@ flags, and the mapping of a process's address to the chunk that holds its bytes.
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 import random
 
 import pytest
 
-from checkpointer.errors import CorruptData
+from checkpointer.errors import CorruptData, UsageError
 from checkpointer.lazy import protocol as ps
 from checkpointer.lazy.chunks import ChunkMap
 from checkpointer.lazy.pagemap import Entry, PageIndex, read_entries, runs_of
@@ -130,3 +131,13 @@ def test_chunk_map_refuses_gaps(tmp_path):
     syn = make_checkpoint(tmp_path, {1: [(0x7F0000000000, 1500, LAZY)]})
     with pytest.raises(CorruptData):
         ChunkMap(syn.chunks[:1] + syn.chunks[2:])
+
+
+def test_memory_that_is_not_plain_chunks_is_refused(tmp_path):
+    syn = make_checkpoint(tmp_path, {1: [(0x7F0000000000, 300, LAZY)]})
+    encrypted = [replace(d, media_type=d.media_type + "+encrypted") for d in syn.chunks]
+    with pytest.raises(UsageError, match="encrypted"):
+        ChunkMap(encrypted)
+    tarred = [replace(syn.chunks[0], media_type="application/vnd.oci.image.layer.v1.tar+zstd")]
+    with pytest.raises(UsageError, match="cannot be restored lazily"):
+        ChunkMap(tarred)
