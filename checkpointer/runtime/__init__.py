@@ -1,1 +1,10 @@
-"""Container runtimes ckpt drives; each is one small module behind the same few operations."""
+"""Container runtimes (runc, Podman) driven through their command lines, and the resume guard."""
+from __future__ import annotations
+
+import subprocess
+from typing import Any, Callable
+
+# How a runtime runs its binary and finds it: subprocess.run and shutil.which, or a test's stand-ins
+# (tests/porcelain drives the engines with a scripted runc and podman, as a normal user).
+Runner = Callable[..., "subprocess.CompletedProcess[Any]"]
+Which = Callable[[str], "str | None"]

@@ -15,6 +15,7 @@ from pathlib import Path
 from ..criu.diagnose import criu_failed
 from ..criu.options import CriuOptions
 from ..errors import AlreadyExists, MissingDependency, NotFound, RuntimeFailed, UsageError
+from . import Runner, Which
 
 INSTALL_HINT = "install podman (Debian: apt-get install podman)"
 TIMEOUT = 600.0
@@ -38,18 +39,20 @@ class Imported:
     warning: str = ""  # why the container did not get its checkpoint's IP address back, when it did not
 
 
-def installed(binary: str = "podman") -> bool:
-    return shutil.which(binary) is not None
+def installed(binary: str = "podman", which: Which = shutil.which) -> bool:
+    return which(binary) is not None
 
 
 class Podman:
     name = "podman"
 
-    def __init__(self, *, binary: str = "podman") -> None:
-        path = shutil.which(binary)
+    def __init__(self, *, binary: str = "podman", runner: Runner = subprocess.run,
+                 which: Which = shutil.which) -> None:
+        path = which(binary)
         if not path:
             raise MissingDependency("podman is not installed", hint=INSTALL_HINT)
         self.binary = path
+        self._runner = runner
 
     def _run(self, *args: str, timeout: float = TIMEOUT, criu: Path | None = None) -> subprocess.CompletedProcess:
         # A new session keeps a Ctrl-C meant for ckpt away from podman and CRIU mid-dump.
@@ -57,8 +60,8 @@ class Podman:
         # CRIU config reaches CRIU through `criu`, a wrapper runc is told to use as its CRIU binary.
         flags = ["--runtime-flag", f"criu={criu}"] if criu else []
         try:
-            return subprocess.run([self.binary, *flags, *args], capture_output=True, text=True,
-                                  stdin=subprocess.DEVNULL, start_new_session=True, check=False, timeout=timeout)
+            return self._runner([self.binary, *flags, *args], capture_output=True, text=True,
+                                stdin=subprocess.DEVNULL, start_new_session=True, check=False, timeout=timeout)
         except subprocess.TimeoutExpired as exc:
             raise RuntimeFailed(f"podman {args[0]} did not finish within {timeout:.0f}s") from exc
 

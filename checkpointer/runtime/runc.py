@@ -14,6 +14,7 @@ from ..criu import config as criu_config
 from ..criu.diagnose import criu_failed
 from ..criu.options import CriuOptions
 from ..errors import AlreadyExists, MissingDependency, NotFound, RuntimeFailed
+from . import Runner, Which
 
 STOP_WAIT = 10.0  # seconds to wait for a killed container's init to go before deleting it anyway
 
@@ -30,12 +31,14 @@ class ContainerState:
 class Runc:
     name = "runc"
 
-    def __init__(self, *, root: Path | None = None, binary: str = "runc") -> None:
-        path = shutil.which(binary)
+    def __init__(self, *, root: Path | None = None, binary: str = "runc", runner: Runner = subprocess.run,
+                 which: Which = shutil.which) -> None:
+        path = which(binary)
         if not path:
             raise MissingDependency("runc is not installed", hint="install runc (Debian: apt-get install runc)")
         self.binary = path
         self.root = Path(root) if root else None
+        self._runner = runner
 
     def _cmd(self, *args: str) -> list[str]:
         base = [self.binary]
@@ -52,11 +55,11 @@ class Runc:
         # runc passes its environment on to CRIU, which reads `criu_conf` from it (criu/config.py).
         env = {**os.environ, "CKPT_HOOKS": "off", **criu_config.environment(criu_conf)}
         if log is None:
-            return subprocess.run(self._cmd(*args), capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                                  start_new_session=True, check=False, env=env)
+            return self._runner(self._cmd(*args), capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                                start_new_session=True, check=False, env=env)
         with open(log, "w+") as out:
-            res = subprocess.run(self._cmd(*args), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                 start_new_session=True, check=False, env=env)
+            res = self._runner(self._cmd(*args), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                               start_new_session=True, check=False, env=env)
             out.seek(0)
             return subprocess.CompletedProcess(res.args, res.returncode, out.read(), "")
 
