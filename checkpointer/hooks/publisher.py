@@ -27,6 +27,7 @@ from ..oci.model import Descriptor
 from ..porcelain.home import Home, disk_errors
 from ..porcelain.locations import RegistryOptions, publish
 from ..reference import RegistryRef, StoreRef, parse
+from ..retry import RetryPolicy, Sleep
 from ..runtime.runc import Runc
 from . import capture, logs
 from .job import FAILED, PACKING, PUBLISHED, PUBLISHING, Job
@@ -53,8 +54,10 @@ def main(argv: list[str]) -> int:
 
 
 def run(spool: Spool, job_id: str, settings: HookSettings, *, rootfs_fd: int | None = None,
-        delays: tuple[float, ...] = (), log: logging.Logger | None = None) -> Job:
-    """Pack (unless done) and publish job `job_id`; returns the job as it ends up."""
+        delays: tuple[float, ...] = (), log: logging.Logger | None = None, sleep: Sleep = time.sleep) -> Job:
+    """Pack (unless done) and publish job `job_id`; returns the job as it ends up. A publish that
+    fails in a way that may pass is tried again after each of `delays` (seconds; the one retry
+    policy with a fixed schedule), waiting with `sleep`."""
     log = log or logging.getLogger(logs.LOGGER)
     with spool.lock(job_id) as mine:
         if not mine:
@@ -73,7 +76,7 @@ def run(spool: Spool, job_id: str, settings: HookSettings, *, rootfs_fd: int | N
         finally:
             if rootfs_fd is not None:
                 os.close(rootfs_fd)  # let the runtime's rootfs mount go
-        return _deliver(spool, job, layout, desc, settings, delays, log)
+        return _deliver(spool, job, layout, desc, settings, delays, log, sleep)
 
 
 def _layout(spool: Spool, job: Job, settings: HookSettings) -> Layout:
@@ -137,25 +140,25 @@ def _runc_version(binary: str) -> str:
 
 
 def _deliver(spool: Spool, job: Job, layout: Layout, desc: Descriptor, settings: HookSettings,
-             delays: tuple[float, ...], log: logging.Logger) -> Job:
+             delays: tuple[float, ...], log: logging.Logger, sleep: Sleep) -> Job:
     dest = parse(job.destination)
     host = dest.host if isinstance(dest, RegistryRef) else ""
     options = RegistryOptions(insecure=settings.insecure(host), ca_dir=settings.ca_dir)
-    pauses = (0.0, *delays)
-    for number, pause in enumerate(pauses, 1):
-        time.sleep(pause)
+    attempts = RetryPolicy.fixed(delays).start(sleep=sleep)
+    while True:
         try:
             publish(layout, desc, dest, registry=options)
-        except Exception as exc:  # noqa: BLE001 - recorded on the job; bugs are logged with a traceback
-            again = number < len(pauses) and _transient(exc)
+        except Exception as exc:  # any failure is recorded on the job; bugs are logged with a traceback
+            pause = attempts.failed() if _transient(exc) else None
             if not isinstance(exc, CkptError):
                 log.exception("%s: publishing failed", job.id)
-            if not again:
+            if pause is None:
                 return _failed(spool, _counted(job), f"publishing to {dest} failed: {exc}", exc, log)
-            job = _counted(job).moved(PUBLISHING, f"attempt {number} failed: {exc}; next in "
-                                                          f"{pauses[number]:g} s", error=str(exc))
+            job = _counted(job).moved(PUBLISHING, f"attempt {attempts.failures} failed: {exc}; next in "
+                                                  f"{pause:g} s", error=str(exc))
             spool.save(job)
-            log.warning("%s: publishing to %s failed (%s); trying again in %g s", job.id, dest, exc, pauses[number])
+            log.warning("%s: publishing to %s failed (%s); trying again in %g s", job.id, dest, exc, pause)
+            attempts.pause(pause)
             continue
         job = _counted(job).moved(PUBLISHED, f"published to {dest}", error="", hint="")
         spool.save(job)
@@ -164,7 +167,6 @@ def _deliver(spool: Spool, job: Job, layout: Layout, desc: Descriptor, settings:
         spool.prune(settings.keep_published)
         log.info("%s: published %s to %s", job.id, desc.digest, dest)
         return job
-    return job  # not reached: the last attempt either returns or fails
 
 
 def _counted(job: Job) -> Job:

@@ -15,13 +15,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..retry import RetryPolicy
 from . import credentials as _credentials
 from .client import Registry
 from .credentials import Credentials
 from .pull import pull
 from .push import BlobUploader, push
 from .referrers import list_referrers
-from .transport import RegistryNotFound, RetryPolicy
+from .transport import RegistryNotFound
 
 __all__ = ["BlobUploader", "Registry", "Credentials", "RetryPolicy", "RegistryNotFound", "push", "pull", "list_referrers",
            "login", "logout", "LoginResult", "LogoutResult"]

@@ -14,7 +14,8 @@ from ..errors import AuthError, Unreachable
 from . import credentials as creds_mod
 from .auth import Auth
 from .credentials import Credentials
-from .transport import Body, RetryPolicy, Transport, error_from_response, is_loopback, make_session
+from ..retry import RetryPolicy
+from .transport import Body, Transport, error_from_response, is_loopback, make_session
 
 log = logging.getLogger(__name__)
 

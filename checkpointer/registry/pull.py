@@ -9,8 +9,7 @@ from __future__ import annotations
 import logging
 import platform as _platform
 import re
-import time
-from typing import Callable
+from collections.abc import Callable
 
 import requests
 import urllib3
@@ -21,6 +20,7 @@ from ..oci.layout import BlobWriter, Layout
 from ..oci.model import Descriptor, Index, Manifest
 from ..progress import OnProgress
 from ..reference import RegistryRef
+from ..retry import RetryPolicy
 from .auth import scope
 from .client import Registry
 from .counter import Counter
@@ -30,6 +30,8 @@ from .manifests import Fetched, fetch_manifest
 log = logging.getLogger(__name__)
 
 MAX_RESUMES = 5
+# Pauses before resuming a cut download: up to 0.1 s after the first cut, doubling, at most 2 s.
+RESUME_POLICY = RetryPolicy(tries=MAX_RESUMES + 1, base=0.1, cap=2.0)
 CHUNK = 1 << 20
 KEEP_LIMIT = 16 << 20  # blobs up to this size (pages chunks) are also handed over in memory
 _CUT_OFF = (requests.exceptions.ChunkedEncodingError, requests.ConnectionError, urllib3.exceptions.HTTPError,
@@ -81,7 +83,8 @@ class _Download:
         writer: BlobWriter = self.layout.writer()
         kept: list[bytes] | None = [] if self.keep and desc.size <= KEEP_LIMIT else None
         committed = False
-        failures = 0
+        # Every failed try counts against MAX_RESUMES; only a connection cut pauses before the next.
+        resumes = RESUME_POLICY.start(sleep=self.reg.transport.sleep, clock=self.reg.transport.clock)
         try:
             while True:
                 headers = {"Range": f"bytes={writer.size}-"} if writer.size else {}
@@ -97,27 +100,26 @@ class _Download:
                         if kept is not None:
                             kept.clear()
                         if resp.status_code != 200:
-                            failures += 1
-                            if failures > MAX_RESUMES:
+                            if resumes.failed() is None:
                                 raise CorruptData(f"blob {desc.digest}: the registry keeps refusing Range requests")
                             continue
                     try:
                         self._copy(resp, writer, desc, kept)
                     except _CUT_OFF as exc:
-                        failures += 1
-                        if failures > MAX_RESUMES:
+                        pause = resumes.failed()
+                        if pause is None:
                             raise Unreachable(f"download of blob {desc.digest} kept breaking off: {exc}",
                                               hint="check the network and try again") from None
-                        log.info("blob %s cut off at %d of %d bytes (%s); resuming", desc.digest, writer.size,
-                                 desc.size, type(exc).__name__)
-                        time.sleep(min(2.0, 0.05 * 2 ** failures))
+                        log.info("blob %s cut off at %d of %d bytes (%s); resuming in %.2f s", desc.digest,
+                                 writer.size, desc.size, type(exc).__name__, pause)
+                        resumes.pause(pause)
                         continue
                 if writer.size == desc.size:
                     writer.commit(desc.media_type, expected=desc.digest)  # the digest check
                     committed = True
                     return b"".join(kept) if kept is not None else None
-                failures += 1  # the stream ended early without an error: resume
-                if failures > MAX_RESUMES:
+                # the stream ended early without an error: resume
+                if resumes.failed() is None:
                     raise CorruptData(f"blob {desc.digest} is truncated: {writer.size} of {desc.size} bytes")
         finally:
             if not committed:

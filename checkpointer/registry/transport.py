@@ -1,23 +1,24 @@
-"""HTTP plumbing for one registry host: a pooled requests Session with TLS set up, retries with
-exponential backoff and full jitter (honouring Retry-After) on 408/429/5xx and dropped connections,
-capped body reads, and translation of registry error bodies into ckpt's exceptions."""
+"""HTTP plumbing for one registry host: a pooled requests Session with TLS set up, retries on
+408/429/5xx and dropped connections (by the one policy of checkpointer/retry.py: backoff with full
+jitter, Retry-After honoured), capped body reads, and translation of registry error bodies into
+ckpt's exceptions."""
 from __future__ import annotations
 
-import email.utils
 import ipaddress
 import json
 import logging
-import random
 import ssl
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
 
 from ..errors import AuthError, CorruptData, NotFound, RegistryError, Unreachable
+from ..retry import RetryPolicy
+from ..retry import parse_retry_after as parse_retry_after  # its old home: callers still import it here
 
 log = logging.getLogger(__name__)
 
@@ -30,34 +31,6 @@ Body = bytes | None | Callable[[], Any]
 
 class RegistryNotFound(NotFound, RegistryError):
     """The registry said 404 for a repository, tag, manifest or blob (exit code of NotFound)."""
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    tries: int = 5              # attempts in all, the first included
-    base: float = 0.2           # first backoff, doubled each time
-    cap: float = 3.0            # longest backoff we pick ourselves
-    max_retry_after: float = 60.0  # longest Retry-After we honour
-
-    def delay(self, attempt: int, retry_after: str | None = None) -> float:
-        """Seconds to sleep before attempt number `attempt + 1` (attempt counts from 1)."""
-        wanted = parse_retry_after(retry_after)
-        if wanted is not None:
-            return min(wanted, self.max_retry_after)
-        return random.uniform(0, min(self.cap, self.base * 2 ** (attempt - 1)))
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def is_loopback(host: str) -> bool:
@@ -217,18 +190,18 @@ class Transport:
         self.host = host
         self.timeout = (min(timeout, 30.0), timeout)
         self.policy = policy
-        self.sleep = time.sleep  # tests may replace it
+        self.sleep: Callable[[float], None] = time.sleep  # tests may replace it (pull's resumes use it too)
+        self.clock: Callable[[], float] = time.monotonic
 
     def send(self, method: str, url: str, *, headers: dict[str, str] | None = None, body: Body = None,
              stream: bool = False, retry: bool = True, allow_redirects: bool | None = None) -> requests.Response:
         """One request, retried while the answer is 408/429/5xx or the connection dropped.
         The last retryable answer is returned as is (the caller turns it into an error)."""
-        tries = self.policy.tries if retry else 1
+        policy = self.policy if retry else RetryPolicy(tries=1)
+        attempts = policy.start(sleep=self.sleep, clock=self.clock)
         if allow_redirects is None:
             allow_redirects = method in ("GET", "HEAD")
-        attempt = 0
         while True:
-            attempt += 1
             data = body() if callable(body) else body
             try:
                 resp = self.session.request(method, url, headers=headers, data=data, stream=stream,
@@ -236,18 +209,22 @@ class Transport:
             except requests.exceptions.SSLError as exc:
                 raise unreachable(exc, self.host) from None
             except (requests.ConnectionError, requests.Timeout) as exc:
-                if attempt >= tries:
+                delay = attempts.failed()
+                if delay is None:
                     raise unreachable(exc, self.host) from None
-                delay = self.policy.delay(attempt)
-                log.info("%s %s: %s; retry %d in %.2f s", method, _short(url), type(exc).__name__, attempt, delay)
-                self.sleep(delay)
+                log.info("%s %s: %s; retry %d in %.2f s", method, _short(url), type(exc).__name__,
+                         attempts.failures, delay)
+                attempts.pause(delay)
                 continue
-            if resp.status_code not in RETRY_STATUS or attempt >= tries:
+            if resp.status_code not in RETRY_STATUS:
                 return resp
-            delay = self.policy.delay(attempt, resp.headers.get("Retry-After"))
-            log.info("%s %s: HTTP %d; retry %d in %.2f s", method, _short(url), resp.status_code, attempt, delay)
+            delay = attempts.failed(resp.headers.get("Retry-After"))
+            if delay is None:
+                return resp
+            log.info("%s %s: HTTP %d; retry %d in %.2f s", method, _short(url), resp.status_code,
+                     attempts.failures, delay)
             resp.close()
-            self.sleep(delay)
+            attempts.pause(delay)
 
 
 def _short(url: str) -> str:
