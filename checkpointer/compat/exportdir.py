@@ -21,6 +21,7 @@ from ..format import roles
 from ..format.config import CheckpointConfig
 from ..format.read import Checkpoint, unpack_images, unpack_layer, unpack_stream
 from ..format.write import write_checkpoint, write_tar_layer
+from ..host import criu_arch
 from ..oci import tarball
 from ..oci.layout import Layout
 from ..oci.model import Descriptor
@@ -32,8 +33,6 @@ from . import keys
 POLICY = tarball.UnpackPolicy()
 MAX_JSON = 16 << 20
 
-_MTYPE_ARCH = {"X86_64": "amd64", "AARCH64": "arm64", "PPC64": "ppc64le", "S390": "s390x", "ARM": "arm",
-               "RISCV64": "riscv64", "LOONGARCH64": "loong64", "IA32": "386"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +129,7 @@ def _arch(images: Path) -> str:
             mtype = criu_images.load(core)["entries"][0].get("mtype", "")
         except (CorruptData, IndexError, KeyError, AttributeError):
             return ""
-        return _MTYPE_ARCH.get(str(mtype), str(mtype).lower())
+        return criu_arch(str(mtype))
     return ""
 
 

@@ -7,7 +7,6 @@ bogus Content-Length, so its body is never read by length), makes it start over.
 from __future__ import annotations
 
 import logging
-import platform as _platform
 import re
 from collections.abc import Callable
 
@@ -15,6 +14,7 @@ import requests
 import urllib3
 
 from ..errors import CorruptData, NotFound, Unreachable
+from ..host import oci_platform
 from ..oci import mediatypes as mt
 from ..oci.layout import BlobWriter, Layout
 from ..oci.model import Descriptor, Index, Manifest
@@ -37,16 +37,6 @@ KEEP_LIMIT = 16 << 20  # blobs up to this size (pages chunks) are also handed ov
 _CUT_OFF = (requests.exceptions.ChunkedEncodingError, requests.ConnectionError, urllib3.exceptions.HTTPError,
             ConnectionError, TimeoutError)
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
-_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "armv7l": "arm",
-         "armv6l": "arm", "i686": "386", "i386": "386", "ppc64le": "ppc64le", "s390x": "s390x",
-         "riscv64": "riscv64"}
-
-
-def host_platform() -> str:
-    machine = _platform.machine().lower()
-    arch = _ARCH.get(machine, machine)
-    variant = {"armv7l": "/v7", "armv6l": "/v6"}.get(machine, "")
-    return f"linux/{arch}{variant}"
 
 
 def _platform_str(desc: Descriptor) -> str:
@@ -61,7 +51,7 @@ def choose_manifest(index: Index, wanted: str | None, what: str) -> Descriptor:
     manifests = [d for d in index.manifests if d.media_type in mt.MANIFEST_TYPES]
     if wanted is None and len(manifests) == 1:
         return manifests[0]
-    target = wanted or host_platform()
+    target = wanted or oci_platform()
     for desc in manifests:
         have = _platform_str(desc)
         if have == target or (target.count("/") == 1 and have.rsplit("/", 1)[0] == target
