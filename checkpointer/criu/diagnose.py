@@ -61,6 +61,14 @@ RULES = (
           r"unix: Unix socket .* without peer",
           "a unix socket in the container is connected to a socket outside it",
           "--ext-unix-sk lets CRIU checkpoint it (the outside peer must exist again at restore)"),
+    _rule(r"unix: Unix socket \d+ not found",
+          "a process outside the container is connected to one of its unix sockets (the socket its listener "
+          "accepted belongs to the client's network namespace, where CRIU does not look for it)",
+          "disconnect it first (--ext-unix-sk does not help: that socket lives outside the container)"),
+    _rule(r"Unknown shit \d+ \(anon_inode:\[io_uring\]\)",
+          "CRIU cannot checkpoint io_uring instances (the program uses io_uring)",
+          "no CRIU release supports io_uring yet: only a program that runs without it (many have a fallback to "
+          "epoll or threads) can be checkpointed"),
     _rule(r"Some file locks are hold by dumping tasks",
           "processes in the container hold file locks",
           "--file-locks checkpoints them"),

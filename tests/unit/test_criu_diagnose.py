@@ -64,6 +64,22 @@ TCP_LISTEN       src_addr 127.0.0.1
 (00.092875) unix: \tRunaway socket: ino 198266 peer_ino 0 family    1 type    2 state  1 name /tmp/netx/prov/ext.dgram
 (00.092878) Error (criu/sk-unix.c:874): unix: External socket is used. Consider using --ext-unix-sk option.
 (00.092924) net: Unlock network""",
+    # runc 1.1.5 with CRIU 4.2.1, a host process connected to the container's unix listener (also
+    # with --ext-unix-sk)
+    "unix-client-outside": """\
+(00.043951) unix: \tDumping: ino 1453310 peer_ino 1453309 family    1 type    1 state  1 name /tmp/zoo.sock
+(00.043958) 1565 fdinfo 6: pos:                0 flags:                2/0x1
+(00.043959) sockets: Searching for socket 0x162d3f family 1
+(00.043960) Error (criu/sk-unix.c:351): unix: Unix socket 1453375 not found
+(00.043962) ----------------------------------------
+(00.043971) Error (criu/cr-dump.c:1545): Dump files (pid: 1565) failed with -1""",
+    # runc 1.1.5 with CRIU 4.2.1, samples/workloads/iouring
+    "io-uring": """\
+(00.076801) Handling VMA with the following smaps entry: 7fafd43b8000-7fafd43b9000 rw-s 10000000 00:10 1450705 \
+                   anon_inode:[io_uring]
+(00.076809) Error (criu/proc_parse.c:502): Unknown shit 600 (anon_inode:[io_uring])
+(00.076815) Error (criu/proc_parse.c:738): Can't open 1070's mapfile link 7fafd43b8000: No such device or address
+(00.076820) Error (criu/cr-dump.c:1440): Collect mappings (pid: 1070) failed with -1""",
     "file-locks": """\
 (00.052159) Dumping file-locks
 (00.052161) Error (criu/file-lock.c:110): Some file locks are hold by dumping tasks! You can try --file-locks to \
@@ -102,6 +118,9 @@ EXPECTED = {
     "loopback-down": (["no route", "loopback down"], ["setup-namespaces", "docs/network.md"]),
     "address-in-use": (["holds the port"], ["network namespace of its own"]),
     "external-unix-socket": (["unix socket", "outside"], ["--ext-unix-sk"]),
+    "unix-client-outside": (["outside the container is connected", "unix sockets"],
+                            ["disconnect it first", "--ext-unix-sk does not help"]),
+    "io-uring": (["cannot checkpoint io_uring", "uses io_uring"], ["no CRIU release supports io_uring"]),
     "file-locks": (["file locks"], ["--file-locks"]),
     "ghost-file": (["/tmp/netx/prov/big", "3145728 bytes", "deleted"], ["ghost-limit"]),
     "external-file": (["descriptor 1", "/tmp/netx/hostout.txt", "mount the container does not have"], ["stdio"]),
