@@ -74,7 +74,7 @@ class VerifyingReader:
     def close(self) -> None:
         self._raw.close()
 
-    def __enter__(self) -> "VerifyingReader":
+    def __enter__(self) -> VerifyingReader:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -11,9 +11,10 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from .. import atomic
 from ..errors import CorruptData, NotFound
@@ -31,7 +32,7 @@ MAX_INDEX_FILE_BYTES = 256 << 20
 class BlobWriter:
     """A file-like sink that hashes what it is given; `commit()` moves it into the layout."""
 
-    def __init__(self, layout: "Layout", known_digest: str | None = None) -> None:
+    def __init__(self, layout: Layout, known_digest: str | None = None) -> None:
         self._layout = layout
         self._known = known_digest  # the caller already hashed the bytes: do not hash them twice
         while True:

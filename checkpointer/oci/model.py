@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 from ..errors import CorruptData
 from . import mediatypes as mt
@@ -27,7 +28,7 @@ def _strings(value: Any, what: str) -> dict[str, str]:
     return value
 
 
-def _platform(value: dict) -> dict[str, Any]:
+def _platform(value: dict[str, Any]) -> dict[str, Any]:
     """The string fields of a platform, and its lists of strings (`os.features`, `features`)."""
     return {k: v for k, v in value.items() if isinstance(v, str)
             or isinstance(v, list) and all(isinstance(item, str) for item in v)}
@@ -42,7 +43,7 @@ def _loads(data: bytes) -> Any:
         raise ValueError("nested too deeply") from None
 
 
-def _require(obj: dict, key: str, kind: type, what: str) -> Any:
+def _require(obj: dict[str, Any], key: str, kind: type, what: str) -> Any:
     value = obj.get(key)
     if not isinstance(value, kind) or isinstance(value, bool) and kind is int:
         raise CorruptData(f"{what}: field {key!r} is missing or not a {kind.__name__}")
@@ -75,7 +76,7 @@ class Descriptor:
         return out
 
     @classmethod
-    def from_json(cls, obj: Any, what: str = "descriptor") -> "Descriptor":
+    def from_json(cls, obj: Any, what: str = "descriptor") -> Descriptor:
         if not isinstance(obj, dict):
             raise CorruptData(f"{what} is not a JSON object")
         platform = obj.get("platform")
@@ -93,7 +94,7 @@ class Descriptor:
             platform=_platform(platform) if platform else None,
         )
 
-    def with_annotations(self, extra: Mapping[str, str]) -> "Descriptor":
+    def with_annotations(self, extra: Mapping[str, str]) -> Descriptor:
         return replace(self, annotations={**self.annotations, **extra})
 
 
@@ -101,7 +102,7 @@ def empty_config() -> Descriptor:
     return Descriptor(mt.OCI_EMPTY, sha256_digest(EMPTY_CONFIG_DATA), len(EMPTY_CONFIG_DATA))
 
 
-def _parse_json(data: bytes, what: str, max_bytes: int = MAX_MANIFEST_BYTES) -> dict:
+def _parse_json(data: bytes, what: str, max_bytes: int = MAX_MANIFEST_BYTES) -> dict[str, Any]:
     if len(data) > max_bytes:
         raise CorruptData(f"{what} is {len(data)} bytes, more than the {max_bytes} allowed")
     try:
@@ -113,12 +114,12 @@ def _parse_json(data: bytes, what: str, max_bytes: int = MAX_MANIFEST_BYTES) -> 
     return obj
 
 
-def _is_schema_2(obj: dict) -> bool:
+def _is_schema_2(obj: dict[str, Any]) -> bool:
     version = obj.get("schemaVersion")
     return type(version) is int and version == 2  # not True, not 2.0
 
 
-def _encode(obj: dict) -> bytes:
+def _encode(obj: dict[str, Any]) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
 
@@ -168,7 +169,7 @@ class Manifest:
         return any(mt.is_encrypted(layer.media_type) for layer in self.layers)
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "Manifest":
+    def from_bytes(cls, data: bytes) -> Manifest:
         obj = _parse_json(data, "manifest")
         if not _is_schema_2(obj):
             raise CorruptData("manifest: schemaVersion is not 2")
@@ -213,7 +214,7 @@ class Index:
         return _encode(self.to_json())
 
     @classmethod
-    def from_bytes(cls, data: bytes, *, max_bytes: int = MAX_MANIFEST_BYTES) -> "Index":
+    def from_bytes(cls, data: bytes, *, max_bytes: int = MAX_MANIFEST_BYTES) -> Index:
         """`max_bytes` is the registries' limit unless the caller knows better (a layout's own
         index.json, which grows with every tag)."""
         obj = _parse_json(data, "index", max_bytes)

@@ -12,9 +12,10 @@ import logging
 import os
 import stat
 import tarfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, Callable, Iterable
+from typing import BinaryIO, Self
 
 from ..errors import CorruptData
 from . import xattrs
@@ -203,28 +204,36 @@ def _remove_existing(target: Path) -> None:
     os.unlink(target)
 
 
+# The parts of tarfile used here that are not in its documented API, nor in typeshed: named once, here.
+_EOF_HEADER: type[Exception] = vars(tarfile)["EOFHeaderError"]
+_EMPTY_HEADER: type[Exception] = vars(tarfile)["EmptyHeaderError"]
+_TRUNCATED_HEADER: type[Exception] = vars(tarfile)["TruncatedHeaderError"]
+_INVALID_HEADER: type[Exception] = vars(tarfile)["InvalidHeaderError"]
+_PROC_MEMBER: Callable[[tarfile.TarInfo, tarfile.TarFile], tarfile.TarInfo] = vars(tarfile.TarInfo)["_proc_member"]
+
+
 class _StrictTarInfo(tarfile.TarInfo):
     """tarfile quietly ends the archive at a missing, cut or damaged header after the first member;
     here those are errors, so a truncated or spliced archive does not unpack "successfully"."""
 
     @classmethod
-    def fromtarfile(cls, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:  # type: ignore[override]
+    def fromtarfile(cls, tarfile_: tarfile.TarFile) -> Self:
         try:
             return super().fromtarfile(tarfile_)
-        except tarfile.EOFHeaderError:
+        except _EOF_HEADER:
             raise  # a block of zeros: the end-of-archive marker
-        except tarfile.EmptyHeaderError:
+        except _EMPTY_HEADER:
             raise CorruptData("archive is truncated: it ends without an end-of-archive marker") from None
-        except tarfile.TruncatedHeaderError:
+        except _TRUNCATED_HEADER:
             raise CorruptData("archive is truncated inside a header") from None
-        except tarfile.InvalidHeaderError as exc:
+        except _INVALID_HEADER as exc:
             raise CorruptData(f"damaged archive: {exc}") from None
 
     def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
         if self.type in (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE, tarfile.GNUTYPE_LONGNAME,
                          tarfile.GNUTYPE_LONGLINK) and self.size > _MAX_HEADER:
             raise CorruptData(f"archive has an extended header of {self.size} bytes, more than {_MAX_HEADER}")
-        return super()._proc_member(tarfile_)  # type: ignore[misc]
+        return _PROC_MEMBER(self, tarfile_)
 
 
 # What a hostile or damaged archive (rather than the disk) makes the OS refuse.
@@ -313,13 +322,15 @@ def _unpack_member(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: Path, po
         directories.pop(target, None)  # a repeated entry wins, and keeps its own place in the order
         directories[target] = (member, mode, len(rel.parts))
     elif member.isreg():
+        src = tar.extractfile(member)
+        if src is None:  # never for a regular file
+            raise CorruptData(f"archive member {member.name!r} has no data")
         _remove_existing(target)
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        src = tar.extractfile(member)
         with os.fdopen(fd, "wb") as out:
             remaining = member.size
             while remaining > 0:
-                chunk = src.read(min(_COPY_CHUNK, remaining))  # type: ignore[union-attr]
+                chunk = src.read(min(_COPY_CHUNK, remaining))
                 if not chunk:
                     raise CorruptData(f"archive is truncated inside {member.name!r}")
                 out.write(chunk)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import Mapping
+from collections.abc import Mapping
 
 from ..errors import CorruptData
 
@@ -38,7 +38,7 @@ def read(target: int | str | os.PathLike[str], *, follow_symlinks: bool = False)
     sorted by name so a tar of them is deterministic."""
     kw = {} if isinstance(target, int) else {"follow_symlinks": follow_symlinks}
     try:
-        names = os.listxattr(target, **kw)  # type: ignore[arg-type]
+        names = os.listxattr(target, **kw)
     except OSError as exc:
         if exc.errno in UNSUPPORTED or exc.errno == errno.ENOENT:
             return {}
@@ -46,7 +46,7 @@ def read(target: int | str | os.PathLike[str], *, follow_symlinks: bool = False)
     values = {}
     for name in sorted(n for n in names if kept(n)):
         try:
-            values[name] = os.getxattr(target, name, **kw)  # type: ignore[arg-type]
+            values[name] = os.getxattr(target, name, **kw)
         except OSError as exc:
             if exc.errno not in (errno.ENODATA, errno.ENOENT, *UNSUPPORTED):  # removed meanwhile
                 raise
