@@ -42,7 +42,7 @@ class RetryPolicy:
         """The longest pause after `failures` failed attempts (counted from 1), Retry-After aside."""
         if self.schedule:
             return self.schedule[min(failures, len(self.schedule)) - 1]
-        return min(self.cap, self.base * 2 ** (failures - 1))
+        return min(self.cap, self.base * 2.0 ** (failures - 1))
 
     def delay(self, failures: int, retry_after: str | float | None = None) -> float:
         """Seconds to wait after `failures` failed attempts: the server's Retry-After (an HTTP

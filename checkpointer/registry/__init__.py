@@ -24,8 +24,8 @@ from .push import BlobUploader, push
 from .referrers import list_referrers
 from .transport import RegistryNotFound
 
-__all__ = ["BlobUploader", "Registry", "Credentials", "RetryPolicy", "RegistryNotFound", "push", "pull", "list_referrers",
-           "login", "logout", "LoginResult", "LogoutResult"]
+__all__ = ["BlobUploader", "Registry", "Credentials", "RetryPolicy", "RegistryNotFound", "push", "pull",
+           "list_referrers", "login", "logout", "LoginResult", "LogoutResult"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ import logging
 import re
 import threading
 import time
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 from urllib.parse import urlsplit
 
 import requests
@@ -151,7 +151,8 @@ class Auth:
         self.tokens_fetched += 1
         if resp.status_code in (401, 403):
             resp.close()
-            who = "anonymous access" if creds.anonymous else f"user {creds.username!r}" if creds.username else "the stored token"
+            who = ("anonymous access" if creds.anonymous else f"user {creds.username!r}" if creds.username
+                   else "the stored token")
             raise AuthError(f"registry {self.host} refused {who} (token service answered HTTP {resp.status_code})",
                             hint=f"run `ckpt login {self.host}`", status=resp.status_code, codes=("UNAUTHORIZED",))
         if resp.status_code != 200:

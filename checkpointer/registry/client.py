@@ -4,17 +4,17 @@ from __future__ import annotations
 import logging
 import threading
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 from urllib.parse import urlsplit
 
 import requests
 
 from ..errors import AuthError, Unreachable
+from ..retry import RetryPolicy
 from . import credentials as creds_mod
 from .auth import Auth
 from .credentials import Credentials
-from ..retry import RetryPolicy
 from .transport import Body, Transport, error_from_response, is_loopback, make_session
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ class Registry:
     def close(self) -> None:
         self.session.close()
 
-    def __enter__(self) -> "Registry":
+    def __enter__(self) -> Registry:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -21,9 +21,10 @@ import json
 import logging
 import os
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Any
 
 from .. import atomic
 from ..errors import AuthError
@@ -106,7 +107,7 @@ class Found:
             else str(self.path)
 
 
-def _read_config(path: Path) -> dict:
+def _read_config(path: Path) -> dict[str, Any]:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -186,7 +187,7 @@ def _from_helper(helper: str, host: str) -> Credentials | None:
     return None if creds.anonymous else creds
 
 
-def _from_config(cfg: dict, host: str, path: Path) -> Found | None:
+def _from_config(cfg: dict[str, Any], host: str, path: Path) -> Found | None:
     helper = _matching(cfg.get("credHelpers"), host)
     if isinstance(helper, str) and helper:
         creds = _from_helper(helper, host)
@@ -220,12 +221,12 @@ def lookup(host: str, *, config_path: Path | None = None,
 
 # -- writing (login / logout) ---------------------------------------------------------------------
 
-def _write_config(path: Path, cfg: dict) -> None:
+def _write_config(path: Path, cfg: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     atomic.write_bytes(path, (json.dumps(cfg, indent="\t") + "\n").encode(), mode=0o600)
 
 
-def _helper_for(cfg: dict, host: str) -> str | None:
+def _helper_for(cfg: dict[str, Any], host: str) -> str | None:
     helper = _matching(cfg.get("credHelpers"), host)
     if isinstance(helper, str) and helper:
         return helper
@@ -233,7 +234,7 @@ def _helper_for(cfg: dict, host: str) -> str | None:
     return store if isinstance(store, str) and store else None
 
 
-def _drop_entries(entries: dict, host: str) -> bool:
+def _drop_entries(entries: dict[str, Any], host: str) -> bool:
     want = normalize_host(config_key(host))
     gone = [k for k in entries if normalize_host(config_key(k)) == want]
     for key in gone:
@@ -253,7 +254,8 @@ def store(host: str, creds: Credentials, *, config_path: Path | None = None,
         raise AuthError(f"{path}: `auths` is not an object", hint="fix or remove that file")
     helper = _helper_for(cfg, host)
     if helper:
-        user, secret = (TOKEN_USERNAME, creds.identity_token) if creds.identity_token else (creds.username, creds.password)
+        user, secret = ((TOKEN_USERNAME, creds.identity_token) if creds.identity_token
+                        else (creds.username, creds.password))
         run_helper(helper, "store", json.dumps({"ServerURL": key, "Username": user, "Secret": secret}))
         _drop_entries(auths, host)
         auths[key] = {}

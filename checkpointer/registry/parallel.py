@@ -1,8 +1,9 @@
 """Run one function over many blobs on a few threads; the first failure cancels what has not started."""
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from typing import Callable, Sequence, TypeVar
+from typing import TypeVar
 
 T = TypeVar("T")
 
@@ -15,8 +16,8 @@ def run_parallel(fn: Callable[[T], None], items: Sequence[T], *, jobs: int, name
     with ThreadPoolExecutor(max_workers=min(jobs, len(items)), thread_name_prefix=name) as pool:
         futures = [pool.submit(fn, item) for item in items]
         wait(futures, return_when=FIRST_EXCEPTION)
-        failed = [f for f in futures if f.done() and not f.cancelled() and f.exception() is not None]
-        if failed:
+        errors = [exc for f in futures if f.done() and not f.cancelled() and (exc := f.exception()) is not None]
+        if errors:
             for fut in futures:
                 fut.cancel()  # those already running finish on their own
-            raise failed[0].exception()  # type: ignore[misc]
+            raise errors[0]

@@ -24,8 +24,8 @@ from ..retry import RetryPolicy
 from .auth import scope
 from .client import Registry
 from .counter import Counter
-from .parallel import run_parallel
 from .manifests import Fetched, fetch_manifest
+from .parallel import run_parallel
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ class _Download:
 
     def _range_ok(self, resp: requests.Response, offset: int) -> bool:
         m = _CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
-        return bool(m) and int(m.group(1)) == offset
+        return m is not None and int(m.group(1)) == offset
 
     def _restart(self, writer: BlobWriter) -> BlobWriter:
         self.counter.add(-writer.size)

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Sequence
 from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
+
+import requests
 
 from ..errors import CorruptData, RegistryError, UsageError
 from ..oci import mediatypes as mt
@@ -23,8 +25,8 @@ from .auth import scope
 from .client import Registry
 from .counter import Counter
 from .parallel import run_parallel
-from .transport import error_codes
 from .referrers import add_to_referrers_tag
+from .transport import error_codes
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +157,7 @@ class _Pusher:
         resp.close()
         return self._location(resp)
 
-    def _location(self, resp) -> str:
+    def _location(self, resp: requests.Response) -> str:
         location = resp.headers.get("Location")
         if not location:
             raise RegistryError(f"registry {self.reg.host} opened an upload without a Location header")
@@ -251,7 +253,7 @@ class BlobUploader:
                                counter=Counter("upload", 0, on_progress), stream_threshold=STREAM_THRESHOLD,
                                mount_from=mount_from)
         self._pool = ThreadPoolExecutor(max(1, jobs), thread_name_prefix="ckpt-upload")
-        self._futures: list[Future] = []
+        self._futures: list[Future[None]] = []
         self._seen: set[str] = set()
         self._lock = threading.Lock()
         self._held = 0

@@ -9,7 +9,7 @@ import json
 import logging
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 ERROR_BODY_LIMIT = 64 << 10
 USER_AGENT = "ckpt/0.1 (+python-requests)"
 
-Body = bytes | None | Callable[[], Any]
+Body = bytes | Mapping[str, str] | None | Callable[[], Any]  # a Mapping is sent as a form
 
 
 class RegistryNotFound(NotFound, RegistryError):
@@ -137,7 +137,8 @@ def error_codes(resp: requests.Response) -> tuple[tuple[str, ...], str]:
 
 _HINTS = {
     "UNAUTHORIZED": "run `ckpt login {host}`",
-    "DENIED": "the account you are logged in with may not access this repository; check the name or run `ckpt login {host}`",
+    "DENIED": "the account you are logged in with may not access this repository; check the name or run "
+              "`ckpt login {host}`",
     "MANIFEST_INVALID": "the registry refused the manifest; it may not support OCI artifacts",
     "MANIFEST_BLOB_UNKNOWN": "a blob the manifest names is missing; push again",
     "NAME_UNKNOWN": "check the repository name",
