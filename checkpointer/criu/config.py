@@ -12,9 +12,9 @@ import os
 import re
 import shlex
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from ..errors import MissingDependency, StorageError
 from . import netns, probe

@@ -158,7 +158,7 @@ def _rearmed(message: bytes, stalled: _Stalled, name: str) -> bytes:
     entry = _images().pb.file_entry()
     try:
         entry.ParseFromString(message)
-    except Exception as exc:  # noqa: BLE001 - protobuf's DecodeError, or what else a hostile message provokes
+    except Exception as exc:  # protobuf's DecodeError, or what else a hostile message provokes
         raise CorruptData(f"CRIU image {name} has a timerfd entry that cannot be decoded: {exc}") from None
     if not entry.IsInitialized():  # upb's parser does not check proto2's required fields
         raise CorruptData(f"CRIU image {name} has a timerfd entry without all of its fields")

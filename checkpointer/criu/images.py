@@ -14,7 +14,7 @@ _PE_PRESENT = 4  # pagemap flag: the page's bytes are in pages-N.img
 
 def _images() -> Any:
     try:
-        import pycriu.images  # noqa: PLC0415 - optional system package, imported only when needed
+        import pycriu.images  # an optional system package, imported only when needed
     except ImportError:
         raise MissingDependency("pycriu is not importable",
                                 hint="install CRIU's Python bindings (Debian: python3-pycriu) "
@@ -22,10 +22,11 @@ def _images() -> Any:
     return pycriu.images
 
 
-def load(path: Path) -> dict:
+def load(path: Path) -> dict[str, Any]:
     try:
         with open(path, "rb") as f:
-            return _images().load(f)
+            image: dict[str, Any] = _images().load(f)
+            return image
     except MissingDependency:
         raise
     except FileNotFoundError:

@@ -80,7 +80,7 @@ class NetworkState:
     interfaces: tuple[str, ...] = ()  # every interface at save, lo included
 
     @classmethod
-    def assumed(cls, spec: dict) -> "NetworkState":
+    def assumed(cls, spec: dict[str, Any]) -> NetworkState:
         """For a checkpoint that recorded nothing: what runc gave the container when it started."""
         namespace = namespace_of(spec)
         return cls(namespace, Loopback() if namespace == PRIVATE else None)
@@ -100,7 +100,7 @@ class NetworkState:
         return out
 
     @classmethod
-    def from_json(cls, obj: Any) -> "NetworkState":
+    def from_json(cls, obj: Any) -> NetworkState:
         """Read and check a recorded state: every value ends up in a script run as root."""
         try:
             namespace = obj["namespace"]
@@ -118,7 +118,7 @@ class NetworkState:
             raise CorruptData(f"the checkpoint's network record is malformed: {exc!r}") from None
 
 
-def namespace_of(spec: dict) -> str:
+def namespace_of(spec: dict[str, Any]) -> str:
     """Which network namespace a runtime spec gives its container."""
     for ns in (spec.get("linux") or {}).get("namespaces") or []:
         if isinstance(ns, dict) and ns.get("type") == "network":
@@ -152,7 +152,7 @@ def read(pid: int, namespace: str) -> NetworkState:
         raise RuntimeFailed(f"cannot make sense of `ip -j` output for process {pid}: {exc!r}") from None
 
 
-def parse(namespace: str, links: list, routes4: list, routes6: list) -> NetworkState:
+def parse(namespace: str, links: list[Any], routes4: list[Any], routes6: list[Any]) -> NetworkState:
     """The state from `ip -j address show` and `ip -j -4/-6 route show table all`."""
     interfaces = tuple(str(link["ifname"]) for link in links)
     if namespace != PRIVATE:
@@ -206,7 +206,7 @@ def warnings_after_restore(state: NetworkState, pid: int) -> tuple[str, ...]:
                  "see docs/network.md)" for name in missing_after_restore(state, pid))
 
 
-def _route(obj: dict, default: str) -> Route:
+def _route(obj: dict[str, Any], default: str) -> Route:
     dst = obj["dst"]
     if dst == "default":
         dst = default
@@ -218,7 +218,7 @@ def _route(obj: dict, default: str) -> Route:
                  src=str(obj.get("prefsrc", "")), metric=int(metric) if metric is not None else None)
 
 
-def _route_from_json(obj: dict) -> Route:
+def _route_from_json(obj: dict[str, Any]) -> Route:
     metric = obj.get("metric")
     if metric is not None and (not isinstance(metric, int) or isinstance(metric, bool) or metric < 0):
         raise ValueError(f"metric {metric!r}")
@@ -239,7 +239,7 @@ def _name(value: Any, empty: bool = False) -> str:
     raise ValueError(f"{text!r} is not a name")
 
 
-def _json_values(text: str) -> list:
+def _json_values(text: str) -> list[Any]:
     decoder, values, pos = json.JSONDecoder(), [], 0
     while pos < len(text):
         if text[pos].isspace():

@@ -1,9 +1,10 @@
 """The CRIU options a checkpoint was taken with; restore must use the matching ones."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 # Printed in every log on hosts whose hard RLIMIT_NOFILE is low; it never explains a failure.
 _HARMLESS = ("Can't setup RLIMIT_NOFILE for self",)
@@ -26,12 +27,12 @@ class CriuOptions:
         return {_camel(k): v for k, v in asdict(self).items()}
 
     @classmethod
-    def from_json(cls, obj: Any) -> "CriuOptions":
+    def from_json(cls, obj: Any) -> CriuOptions:
         obj = obj if isinstance(obj, dict) else {}
         return cls(**{f.name: bool(obj.get(_camel(f.name), False)) for f in fields(cls)})
 
     @classmethod
-    def from_flags(cls, is_set: Callable[[str], bool]) -> "CriuOptions":
+    def from_flags(cls, is_set: Callable[[str], bool]) -> CriuOptions:
         """The options of a runtime command line; `is_set` tells whether a flag (named without its
         dashes, e.g. "leave-running") was given."""
         return cls(**{name: is_set(flag.lstrip("-")) for name, flag in _FLAGS.items()})
@@ -41,7 +42,7 @@ class CriuOptions:
         (options a runtime has no flag for)."""
         return [flag for name, flag in _FLAGS.items() if getattr(self, name) and name not in without]
 
-    def for_restore(self) -> "CriuOptions":
+    def for_restore(self) -> CriuOptions:
         return CriuOptions(tcp_established=self.tcp_established, file_locks=self.file_locks,
                            ext_unix_sk=self.ext_unix_sk, shell_job=self.shell_job)
 

@@ -56,7 +56,7 @@ def sockets_work(criu_version: str, kernel: str) -> bool:
     return parse_version(kernel)[:2] < SOCKETS_KERNEL or parse_version(criu_version)[:2] >= SOCKETS_CRIU
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def has_feature(name: str) -> bool:
     """`criu check --feature NAME` (asked once per process: ~60 ms each)."""
     res = subprocess.run([criu_path(), "check", "--feature", name], capture_output=True, text=True, check=False)
