@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
@@ -20,8 +19,8 @@ MAX_KEY_FILE_BYTES = 1 << 20
 JWE_SCHEME = "jwe:"
 OTHER_SCHEMES = ("pgp:", "pkcs7:", "pkcs11:", "provider:")
 
-PublicKeyObject = Union[rsa.RSAPublicKey, ec.EllipticCurvePublicKey]
-PrivateKeyObject = Union[rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey]
+PublicKeyObject = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
+PrivateKeyObject = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
 
 @dataclass(frozen=True, slots=True, eq=False)

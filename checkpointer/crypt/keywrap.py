@@ -7,8 +7,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from jwcrypto import jwe, jwk
 from jwcrypto.common import JWException
@@ -28,7 +28,7 @@ class Unwrapper:
     jwk: jwk.JWK
 
     @classmethod
-    def of(cls, key: PrivateKey) -> "Unwrapper":
+    def of(cls, key: PrivateKey) -> Unwrapper:
         return cls(key, key.jwk())
 
 

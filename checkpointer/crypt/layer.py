@@ -3,8 +3,8 @@ that is not whole and verified."""
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from ..oci import annotations as ann
 from ..oci.layout import Layout

@@ -12,7 +12,7 @@ once its own HMAC and plaintext digest check out. So decrypting reads most layer
 """
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from ..errors import UsageError
 from ..format import roles as layer_roles
@@ -45,14 +45,14 @@ def encrypt_manifest(layout: Layout, manifest_desc: Descriptor, recipients: Sequ
     if not any(picked):
         raise UsageError(f"no layer of {manifest_desc.digest} has a role in {sorted(chosen or ())}",
                          hint=f"roles are {', '.join(layer_roles.ALL)}")
-    for layer, pick in zip(manifest.layers, picked):
+    for layer, pick in zip(manifest.layers, picked, strict=True):
         if pick and spec.is_encrypted_media_type(layer.media_type):
             raise AlreadyEncrypted(f"{describe(layer)} is encrypted already",
                                    hint="decrypt the checkpoint first to encrypt it to other recipients")
     _check_size(len(manifest.to_bytes()) + sum(picked) * keywrap.overhead(recipients))  # before the work
     # A failure part way leaves only ciphertext blobs that nothing references: gc() takes them.
     layers = [encrypt_layer(layout, layer, recipients) if pick else layer
-              for layer, pick in zip(manifest.layers, picked)]
+              for layer, pick in zip(manifest.layers, picked, strict=True)]
     return layout.put_manifest(_with_layers(manifest, layers))
 
 
@@ -68,11 +68,11 @@ def decrypt_manifest(layout: Layout, manifest_desc: Descriptor, keys: Sequence[P
     secrets: list[LayerSecrets | None] = [
         unwrap_layer(layer, unwrappers) if spec.is_encrypted_media_type(layer.media_type) else None
         for layer in manifest.layers]
-    encrypted = [(layer, secret) for layer, secret in zip(manifest.layers, secrets) if secret]
+    encrypted = [(layer, secret) for layer, secret in zip(manifest.layers, secrets, strict=True) if secret]
     for layer, secret in encrypted[1:]:  # the first one is checked as it is decrypted, before any commit
         verify_layer(layout, layer, secret)
     layers = [decrypt_layer(layout, layer, secret) if secret else layer
-              for layer, secret in zip(manifest.layers, secrets)]
+              for layer, secret in zip(manifest.layers, secrets, strict=True)]
     return layout.put_manifest(_with_layers(manifest, layers))
 
 

@@ -33,7 +33,7 @@ class PrivateOptions:
                          "cipheroptions": {"nonce": _b64(self.nonce)}})
 
     @classmethod
-    def from_bytes(cls, data: bytes, what: str) -> "PrivateOptions":
+    def from_bytes(cls, data: bytes, what: str) -> PrivateOptions:
         obj = _object(data, f"{what}: the private options")
         opts = obj.get("cipheroptions")
         if not isinstance(opts, dict):
@@ -61,7 +61,7 @@ class PublicOptions:
         return _b64(_compact(doc))
 
     @classmethod
-    def from_annotation(cls, value: str | None, what: str) -> "PublicOptions":
+    def from_annotation(cls, value: str | None, what: str) -> PublicOptions:
         if not value:
             raise TamperedLayer(f"{what} has no {spec.PUBOPTS} annotation")
         if len(value) > MAX_OPTIONS_BYTES:

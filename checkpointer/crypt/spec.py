@@ -2,7 +2,7 @@
 CRI-O and containerd imgcrypt): media type suffix, annotation keys and the one layer cipher."""
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from ..oci import mediatypes as mt
 
