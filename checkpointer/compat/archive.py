@@ -6,16 +6,17 @@ whatever they are called, Podman's default is zstd.
 from __future__ import annotations
 
 import gzip
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 import zstandard
 
 from .. import atomic
 from ..errors import NotFound
-from ..oci import tarball
 from ..format.read import unpack_stream
+from ..oci import tarball
 from .exportdir import POLICY
 
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"

@@ -8,6 +8,7 @@ exactly from the layers.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -112,7 +113,7 @@ def _rfc3339(text: str) -> str:
 def _criu_version(dump_log: Path) -> str:
     try:
         with open(dump_log, errors="replace") as log:
-            for _, line in zip(range(20), log):
+            for line in itertools.islice(log, 20):
                 if match := re.search(r"Version:\s*([0-9][0-9.]*)", line):
                     return match.group(1)
     except OSError:

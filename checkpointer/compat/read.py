@@ -5,10 +5,10 @@ checkpoint into a Layout, so restore and inspect only ever see ckpt's format.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, Mapping
 
 from .. import __version__
 from ..errors import UsageError
@@ -38,7 +38,8 @@ def image_kind(annotations: Mapping[str, str]) -> str | None:
     return None
 
 
-def archive_to_ckpt(path: Path, layout: Layout, work: Path, *, on_progress: OnProgress = noop) -> tuple[Descriptor, str]:
+def archive_to_ckpt(path: Path, layout: Layout, work: Path, *,
+                    on_progress: OnProgress = noop) -> tuple[Descriptor, str]:
     """A checkpoint archive file into `layout`; returns the manifest and the archive's origin."""
     work.mkdir(parents=True, exist_ok=True)
     archive.unpack(path, work)
@@ -108,7 +109,7 @@ def config_for(info: ArchiveInfo, annotations: Mapping[str, str]) -> CheckpointC
     host = HostInfo(arch=info.arch or _first(annotations, keys.PODMAN_HOST_ARCH, keys.CRIU_HOST_ARCH) or host_arch(),
                     kernel=_first(annotations, keys.PODMAN_HOST_KERNEL, keys.CRIU_HOST_KERNEL),
                     cgroup_version=int(cgroups) if cgroups.isdigit() else 0, cpu_flags=())
-    created = info.created or annotations.get(ann.CREATED) or datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    created = info.created or annotations.get(ann.CREATED) or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     base = info.base_name or _first(annotations, keys.PODMAN_ROOTFS_IMAGE_NAME, keys.CRIO_ROOTFS_IMAGE_NAME,
                                     keys.CRIU_ROOTFS_IMAGE_NAME) or None
     options = annotations.get(containerd.OPTIONS_KEY)
