@@ -1,8 +1,8 @@
 """Progress reports: plain data handed to an optional callback; the CLI decides how to show them."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 
 @dataclass(frozen=True, slots=True)

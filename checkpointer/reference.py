@@ -57,7 +57,7 @@ class RegistryRef:
     def api_host(self) -> str:
         return DOCKER_HUB_API if self.host == DOCKER_HUB else self.host
 
-    def with_reference(self, *, tag: str | None = None, digest: str | None = None) -> "RegistryRef":
+    def with_reference(self, *, tag: str | None = None, digest: str | None = None) -> RegistryRef:
         return RegistryRef(self.host, self.repository, tag, digest)
 
     def __str__(self) -> str:

@@ -17,11 +17,11 @@ import os
 import shutil
 import signal
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterator
 
 from ..errors import CkptError
 from . import capture, container, destination, keys, logs, procfs, quick
@@ -33,7 +33,7 @@ from .spool import Spool
 PUBLISHER = "checkpointer.hooks.publisher:main"
 
 
-def main(argv: list[str] | None = None) -> int:  # noqa: ARG001 - CRIU passes no arguments
+def main(argv: list[str] | None = None) -> int:  # argv is unused: CRIU passes no arguments
     started = time.monotonic()
     _stdio_to_devnull()
     if os.environ.get("CRTOOLS_SCRIPT_ACTION") != "post-dump" or os.environ.get(keys.ENV_SWITCH) == "off":
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: ARG001 - CRIU passes no
     try:
         with _deadline(settings.deadline):
             post_dump(settings, spool, log, started)
-    except BaseException as exc:  # noqa: BLE001 - never let the runtime's checkpoint fail because of us
+    except BaseException as exc:  # never let the runtime's checkpoint fail because of us
         log.error("post-dump hook failed: %s", exc, exc_info=not isinstance(exc, (CkptError, TimeoutError)))
     return 0
 
@@ -77,7 +77,7 @@ def post_dump(settings: HookSettings, spool: Spool, log: logging.Logger, started
     job = Job(id=job_id, state=SPOOLED, destination=template, container_id=call.container_id, created=now(),
               criu_options=call.options, runc_binary=call.binary, image_dir=call.image_path or image_dir)
     try:
-        when = datetime.fromtimestamp(quick.started(criu), timezone.utc)
+        when = datetime.fromtimestamp(quick.started(criu), UTC)
         dest = destination.expand(template, container_id=call.container_id, when=when)
         job = replace(job, destination=dest)
         destination.check(dest, settings.allow)

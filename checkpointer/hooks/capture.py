@@ -24,7 +24,7 @@ class Taken:
     bytes: int = 0
     linked: int = 0
 
-    def __add__(self, other: "Taken") -> "Taken":
+    def __add__(self, other: Taken) -> Taken:
         return Taken(self.files + other.files, self.bytes + other.bytes, self.linked + other.linked)
 
 

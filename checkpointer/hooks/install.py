@@ -7,7 +7,6 @@ was written, so that uninstall removes exactly that and leaves the spool alone u
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys

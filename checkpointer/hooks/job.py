@@ -7,7 +7,7 @@ published, or to failed (with the error and a hint) from any of them.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from ..criu.options import CriuOptions
@@ -18,7 +18,7 @@ HISTORY = 30
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +48,7 @@ class Job:
     hint: str = ""
     history: tuple[tuple[str, str], ...] = ()
 
-    def moved(self, state: str, event: str, **changes: Any) -> "Job":
+    def moved(self, state: str, event: str, **changes: Any) -> Job:
         """This job in `state`, with `event` appended to its history."""
         stamp = now()
         history = (*self.history, (stamp, event))[-HISTORY:]
@@ -61,7 +61,7 @@ class Job:
         return out
 
     @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> "Job":
+    def from_json(cls, obj: dict[str, Any]) -> Job:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in obj.items() if k in known}
         values["criu_options"] = CriuOptions.from_json(obj.get("criu_options"))

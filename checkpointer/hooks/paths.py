@@ -40,7 +40,7 @@ class InstallPaths:
 
     @classmethod
     def make(cls, prefix: Path | None = None, *, config_dir: Path | None = None, runc_conf: Path | None = None,
-             hooks_dir: Path | None = None, global_criu: bool = True, oci_hook: bool = True) -> "InstallPaths":
+             hooks_dir: Path | None = None, global_criu: bool = True, oci_hook: bool = True) -> InstallPaths:
         if prefix is None:
             base = cls(Path("/usr/local/libexec/ckpt"), DEFAULT_CONFIG_DIR, Path("/etc/criu/runc.conf"),
                        Path("/etc/containers/oci/hooks.d"))

@@ -68,7 +68,7 @@ def run(spool: Spool, job_id: str, settings: HookSettings, *, rootfs_fd: int | N
             return job
         try:
             layout, desc, job = _packed(spool, job, settings, rootfs_fd, log)
-        except Exception as exc:  # noqa: BLE001 - any failure is recorded on the job, bugs included
+        except Exception as exc:  # any failure is recorded on the job, bugs included
             job = _failed(spool, job, f"packing failed: {exc}", exc, log)
             if not isinstance(exc, CkptError):
                 log.exception("%s: packing failed", job.id)

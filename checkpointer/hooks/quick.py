@@ -108,7 +108,7 @@ def main() -> int:
             return 0
         if _already_spooled(container_id):
             return 0  # the second call for this dump
-    except Exception:  # noqa: BLE001 - when in doubt, the full script decides (and logs)
+    except Exception:  # when in doubt, the full script decides (and logs)
         pass
     package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     os.execv(sys.executable, [sys.executable, "-I", "-c", FULL, package_root])

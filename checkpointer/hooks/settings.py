@@ -40,7 +40,7 @@ class HookSettings:
     source: Path | None = None  # the file these came from; None when there is none
 
     @classmethod
-    def load(cls, path: Path | None = None) -> "HookSettings":
+    def load(cls, path: Path | None = None) -> HookSettings:
         """Settings from `path` (default: $CKPT_HOOKS_CONFIG or /etc/ckpt/hooks.json); defaults
         for whatever the file does not say, and for everything when there is no file."""
         path = Path(path) if path else default_config_path()
@@ -58,7 +58,7 @@ class HookSettings:
         return cls.from_json(obj, source=source)
 
     @classmethod
-    def from_json(cls, obj: dict[str, Any], *, source: Path | None = None) -> "HookSettings":
+    def from_json(cls, obj: dict[str, Any], *, source: Path | None = None) -> HookSettings:
         try:
             home = Path(obj.get(keys.CFG_HOME) or default_home())
             spool = os.environ.get(keys.ENV_SPOOL) or obj.get(keys.CFG_SPOOL) or home / "spool"

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from .install import has_block
@@ -90,10 +90,10 @@ def job_view(spool: Spool, job: Job) -> JobView:
 
 def _age(stamp: str) -> float:
     try:
-        when = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+        when = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
     except ValueError:
         return float("inf")
-    return (datetime.now(timezone.utc) - when).total_seconds()
+    return (datetime.now(UTC) - when).total_seconds()
 
 
 def spool_of(config: Path) -> Spool:

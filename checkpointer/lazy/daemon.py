@@ -41,22 +41,22 @@ class LazyPagesDaemon:
         finally:
             theirs.close()
             os.close(ready_w)
-        try:
-            self._wait_ready(ready_r)
-        except BaseException:
-            self.kill()
-            raise
-        finally:
-            os.close(ready_r)
+        self._ready_r = ready_r
 
     @property
     def pid(self) -> int:
         return self.process.pid
 
-    def _wait_ready(self, ready_r: int) -> None:
-        ready, _, _ = select.select([ready_r], [], [], READY_TIMEOUT)
-        if not ready or os.read(ready_r, 1) != b"\0":
+    def wait_ready(self) -> None:
+        """Until it listens (it starts in the background: the caller does other work meanwhile)."""
+        try:
+            ready, _, _ = select.select([self._ready_r], [], [], READY_TIMEOUT)
+            ok = bool(ready) and os.read(self._ready_r, 1) == b"\0"
+        finally:
+            os.close(self._ready_r)
+        if not ok:
             self.process.poll()
+            self.kill()
             raise CriuFailed("criu lazy-pages did not start" + (f" (exit {self.process.returncode})"
                                                                if self.process.returncode is not None else ""),
                              log_tail=log_tail(self.log), hint="the CRIU log lines above say why")

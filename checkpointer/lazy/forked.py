@@ -12,6 +12,7 @@ import os
 import select
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import TextIO
 
@@ -19,25 +20,28 @@ from typing import TextIO
 class ForkedProcess:
     """Enough of subprocess.Popen for Delivery: pid, stdin, wait, poll, returncode, kill."""
 
-    def __init__(self, pid: int, stdin: TextIO) -> None:
+    def __init__(self, pid: int, stdin: TextIO | None = None) -> None:
         self.pid, self.stdin = pid, stdin
         self.returncode: int | None = None
-        self._pidfd = os.pidfd_open(pid)
+        self._pidfd = os.pidfd_open(pid)  # closed with the object: several threads may wait on it
+        self._reap = threading.Lock()
 
     def poll(self) -> int | None:
         return self.wait(0) if self.returncode is None else self.returncode
 
     def wait(self, timeout: float | None = None) -> int | None:
-        if self.returncode is not None:
-            return self.returncode
-        if not select.select([self._pidfd], [], [], timeout)[0]:
+        if self.returncode is None and not select.select([self._pidfd], [], [], timeout)[0]:
             if timeout == 0:
                 return None
-            raise subprocess.TimeoutExpired(["supervisor"], timeout or 0)
-        _, status = os.waitpid(self.pid, 0)
-        self.returncode = os.waitstatus_to_exitcode(status)
-        os.close(self._pidfd)
+            raise subprocess.TimeoutExpired(["forked process"], timeout or 0)
+        with self._reap:
+            if self.returncode is None:
+                _, status = os.waitpid(self.pid, 0)
+                self.returncode = os.waitstatus_to_exitcode(status)
         return self.returncode
+
+    def __del__(self) -> None:
+        os.close(self._pidfd)
 
     def kill(self) -> None:
         if self.returncode is None:

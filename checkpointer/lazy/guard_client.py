@@ -11,6 +11,7 @@ import sys
 import threading
 
 from ..errors import CkptError
+from .forked import ForkedProcess
 from .stop import Stopper
 
 log = logging.getLogger(__name__)
@@ -30,10 +31,12 @@ class GuardClient:
         self._control: socket.socket | None = None
 
     @classmethod
-    def start(cls, stopper: Stopper | None = None) -> "GuardClient":
-        """A running guard; `stopper` may come later (set_stopper), before there is anything to hold."""
+    def start(cls, stopper: Stopper | None = None, *, fork: bool = False) -> "GuardClient":
+        """A running guard; `stopper` may come later (set_stopper), before there is anything to hold.
+        `fork`: the guard is a fork of this process (milliseconds, not an interpreter start); only
+        while this process has no other thread. A replacement guard is always a new interpreter."""
         client = cls(stopper)
-        client._spawn()
+        client._spawn(fork=fork)
         return client
 
     def set_stopper(self, stopper: Stopper) -> None:
@@ -83,11 +86,15 @@ class GuardClient:
             except subprocess.TimeoutExpired:
                 self._process.kill()
 
-    def _spawn(self) -> None:
+    def _spawn(self, *, fork: bool = False) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         with theirs:
-            process = subprocess.Popen([sys.executable, "-m", "checkpointer.lazy.guard"], stdin=theirs,
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            if fork:
+                process: subprocess.Popen | ForkedProcess = ForkedProcess(_fork_guard(theirs.fileno()))
+            else:
+                process = subprocess.Popen([sys.executable, "-m", "checkpointer.lazy.guard"], stdin=theirs,
+                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                           start_new_session=True)
         self._control = ours
         try:
             if self.stopper is not None:
@@ -114,7 +121,7 @@ class GuardClient:
         except OSError as exc:
             raise CkptError(f"the guard of the lazy restore does not answer: {exc}") from None
 
-    def _watch(self, process: subprocess.Popen) -> None:
+    def _watch(self, process: "subprocess.Popen | ForkedProcess") -> None:
         code = process.wait()
         with self._lock:
             if self._released or process is not self._process:
@@ -125,3 +132,23 @@ class GuardClient:
                 self._spawn()
             except CkptError as exc:
                 log.error("could not start another guard: %s", exc)
+
+
+def _fork_guard(control: int) -> int:
+    """Fork the guard: its own session, its control socket on fd 0, nothing else of ours."""
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 70
+    try:
+        os.setsid()
+        os.dup2(control, 0)
+        null = os.open(os.devnull, os.O_RDWR)
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+        from . import guard
+
+        code = guard.main()
+    finally:
+        os._exit(code)

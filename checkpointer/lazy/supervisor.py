@@ -79,6 +79,9 @@ class Supervisor:
     def prepare(self) -> None:
         """Everything before the restore may run: pages files, guard, daemon, relay."""
         job, t0 = self.job, time.monotonic()
+        daemon_work = job.work / "daemon"
+        daemon_work.mkdir(mode=0o700)
+        self.daemon = LazyPagesDaemon(job.images, daemon_work)  # starts while the pages files are made
         self.source = open_source(job.source)
         self.index = PageIndex.load(job.images)
         self.chunk_map = ChunkMap(list(job.chunks))
@@ -90,9 +93,7 @@ class Supervisor:
         if self.guard is None:
             self.guard = GuardClient.start()
         self.guard.set_stopper(job.stopper)
-        daemon_work = job.work / "daemon"
-        daemon_work.mkdir(mode=0o700)
-        self.daemon = LazyPagesDaemon(job.images, daemon_work)
+        self.daemon.wait_ready()
         self.guard.hold([self.daemon.sock.fileno()], daemon=self.daemon.pid)
         self.relay = Relay(job.work, daemon_work, on_task=self._task_came, on_finished=self._restore_finished,
                            on_error=self._relay_failed)
@@ -174,20 +175,31 @@ class Supervisor:
         self._update(state=FAILED, error=_error_json(error), finished=time.time(), force=True)
 
     def _let_go(self) -> None:
-        for part in (self.relay, self.forks):
-            if part is not None:
-                part.close()
+        """Release everything, each step whatever became of the one before (a daemon left behind
+        waits for ever)."""
+        steps = [part.close for part in (self.relay, self.forks) if part is not None]
         if self.guard is not None:
-            self.guard.release()
+            steps.append(self.guard.release)
         if self.daemon is not None:
-            self.daemon.sock.close()
-            if self.daemon.wait(10) is None:
-                self.daemon.kill()
-        for part in (getattr(self, "memory", None), getattr(self, "source", None)):
-            if part is not None:
-                part.close()
+            steps.append(self._end_daemon)
+        steps += [part.close for part in (getattr(self, "memory", None), getattr(self, "source", None))
+                  if part is not None]
         if self.job.remove_images:
-            shutil.rmtree(self.job.images, ignore_errors=True)
+            steps.append(lambda: shutil.rmtree(self.job.images, ignore_errors=True))
+        for step in steps:
+            try:
+                step()
+            except Exception:  # noqa: BLE001 - logged; the remaining steps must still run
+                log.exception("while letting go")
+
+    def _end_daemon(self) -> None:
+        assert self.daemon is not None
+        self.daemon.sock.close()
+        # A daemon that had a restore exits once its page server is gone; one still waiting for a
+        # restore (in accept) never would.
+        had_restore = self.relay is not None and self.relay.connected.is_set()
+        if not had_restore or self.daemon.wait(10) is None:
+            self.daemon.kill()
 
     # -- what the relay and the watchers see -------------------------------------------------------
 
@@ -296,7 +308,9 @@ def main(argv: list[str]) -> int:
     work, ready = Path(argv[0]), os.fdopen(int(argv[1]), "w")
     logging.basicConfig(filename=str(work / "supervisor.log"), level=logging.INFO, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    guard = GuardClient.start()  # a Python start of its own, while the caller prepares the job
+    threading.excepthook = lambda args: log.error("thread %s failed", args.thread.name if args.thread else "?",
+                                                  exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+    guard = GuardClient.start(fork=True)  # no thread runs yet: a fork is safe, and quick
     if sys.stdin.readline().strip() != "job":
         guard.release()
         return 1  # the caller went away (or gave up) before there was anything to do
@@ -312,7 +326,11 @@ def main(argv: list[str]) -> int:
     ready.write("ready\n")
     ready.close()
     threading.Thread(target=_listen, args=(supervisor,), name="lazy-caller", daemon=True).start()
-    outcome = supervisor.run()
+    try:
+        outcome = supervisor.run()
+    except BaseException:
+        log.exception("page delivery failed unexpectedly")  # a bug: the guard takes over
+        raise
     if outcome.complete or isinstance(outcome.error, ContainerExited):
         return 0
     return outcome.error.exit_code if outcome.error else 1
