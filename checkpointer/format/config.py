@@ -51,7 +51,7 @@ class CheckpointConfig:
         return json.dumps(self.to_json(), indent=2, sort_keys=True).encode()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "CheckpointConfig":
+    def from_bytes(cls, data: bytes) -> CheckpointConfig:
         try:
             obj = json.loads(data)
             if obj.get("schemaVersion") != SCHEMA_VERSION:
