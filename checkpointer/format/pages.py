@@ -23,6 +23,7 @@ from ..oci.layout import Layout
 from ..oci.model import Descriptor
 from ..progress import OnProgress, Update, noop
 from . import roles
+from .source import BlobSource
 
 MEDIA_TYPE = "application/vnd.ckpt.pages.chunk.v1+zstd"
 FILE_KEY = ann.CKPT_PREFIX + "pages.file"
@@ -212,7 +213,7 @@ def check_placed(layers: list[Descriptor], images: Path) -> None:
             raise CorruptData(f"{name} came out {actual} bytes long, not {size}")
 
 
-def unpack_pages(layout: Layout, layers: list[Descriptor], images: Path, *, complete: bool = True,
+def unpack_pages(layout: BlobSource, layers: list[Descriptor], images: Path, *, complete: bool = True,
                  on_progress: OnProgress = noop, verified: Mapping[str, bytes] | None = None) -> None:
     """Write every chunk to its place in its pages file, in parallel; each blob is verified first.
     `complete` says `layers` are all the chunks, which must then cover each file exactly.

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import IO, BinaryIO, cast
 
 import zstandard
 
@@ -63,9 +65,11 @@ def write_tar_layer(layout: Layout, root: Path, role: str, *, names: list[str] |
     total = tree_size(root, names)
     compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=-1)
     with layout.writing() as blob:
-        with compressor.stream_writer(blob, closefd=False) as zstd_out:
-            counting = _Counting(zstd_out, on_progress, f"pack {role}", total)
-            tarball.pack(root, counting, names=names, zero_mtime=zero_mtime, include_root=include_root)  # type: ignore[arg-type]
+        # zstandard and tarball.pack only write() and flush() the streams they are given
+        with compressor.stream_writer(cast(IO[bytes], blob), closefd=False) as zstd_out:
+            counting = _Counting(cast(BinaryIO, zstd_out), on_progress, f"pack {role}", total)
+            tarball.pack(root, cast(BinaryIO, counting), names=names, zero_mtime=zero_mtime,
+                         include_root=include_root)
         return blob.commit(mt.LAYER_TAR_ZSTD, {ann.LAYER_ROLE: role})
 
 
@@ -89,11 +93,22 @@ def manifest_annotations(config: CheckpointConfig) -> dict[str, str]:
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class EngineFiles:
+    """An engine's own files beside its CRIU images (Podman's export: config.dump, spec.dump,
+    rootfs-diff.tar, ...), stored as the `engine` role so its archive can be rebuilt exactly."""
+
+    root: Path
+    names: list[str]
+
+
 def write_checkpoint(layout: Layout, *, images: Path, rootfs: Path | None, spec: bytes | None,
                      config: CheckpointConfig, subject: Descriptor | None = None,
+                     engine_files: EngineFiles | None = None,
                      on_progress: OnProgress = noop, on_blob: OnBlob | None = None) -> Descriptor:
-    """Store a checkpoint made of a CRIU image dir (+ rootfs and runtime spec) and return its manifest.
-    `on_blob` hears of each blob as soon as it is stored (to start uploading it at once)."""
+    """Store a checkpoint made of a CRIU image dir (+ rootfs and runtime spec, or an engine's files)
+    and return its manifest. `on_blob` hears of each blob as soon as it is stored (to start uploading
+    it at once)."""
     ready = on_blob or (lambda desc, data: None)
     criu_files, pages_files = roles.split_images(images)
     layers = [write_tar_layer(layout, images, roles.CRIU, names=criu_files, on_progress=on_progress)]
@@ -106,6 +121,11 @@ def write_checkpoint(layout: Layout, *, images: Path, rootfs: Path | None, spec:
         ready(layers[-1], None)
     if spec is not None:
         layers.append(layout.put_bytes(spec, mt.RUNTIME_SPEC, {ann.LAYER_ROLE: roles.SPEC}))
+        ready(layers[-1], spec)
+    if engine_files is not None and engine_files.names:
+        layers.append(write_tar_layer(layout, engine_files.root, roles.ENGINE, names=engine_files.names,
+                                      on_progress=on_progress))
+        ready(layers[-1], None)
     config_desc = layout.put_bytes(config.to_bytes(), mt.CHECKPOINT_CONFIG)
     manifest = Manifest(config=config_desc, layers=tuple(layers), annotations=manifest_annotations(config),
                         artifact_type=mt.CHECKPOINT_ARTIFACT, subject=subject)

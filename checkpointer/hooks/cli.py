@@ -1,12 +1,11 @@
 """`ckpt hooks`: install, uninstall, status, retry, drop. A typer sub-app: parse, call, render.
 
-Mounted in the main command line with `app.add_typer(hooks_app, name="hooks")`; also runs on
-its own as `python -m checkpointer.hooks`, which is `ckpt hooks` with the same error boundary
-(checkpointer/cli.py main).
+Mounted in the main command line (checkpointer/cli/hooks.py); also runs on its own as
+`python -m checkpointer.hooks` (hooks/__main__.py), which is `ckpt hooks` through the same error
+boundary (checkpointer/cli main).
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Optional
@@ -197,15 +196,3 @@ def drop(
         return
     for job in dropped:
         ui.out.print(f"dropped {job.id} ({job.state})")
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run `ckpt hooks ARGS` (python -m checkpointer.hooks ARGS), through ckpt's one error boundary.
-    --debug is an option of `ckpt` itself: here, set CKPT_DEBUG=1."""
-    from ..cli import main as ckpt_main
-
-    return ckpt_main(["hooks", *(sys.argv[1:] if argv is None else argv)], prog_name="ckpt")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -15,17 +15,15 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from .. import __version__
 from ..criu import probe
 from ..errors import AlreadyExists, CkptError, RegistryError, Unreachable
-from ..format.config import CheckpointConfig
 from ..format.write import write_checkpoint
-from ..host import host_info
 from ..oci import mediatypes as mt
 from ..oci.layout import Layout
 from ..oci.model import Descriptor
+from ..porcelain.engines.base import ConfigFacts, checkpoint_config
 from ..porcelain.home import Home, disk_errors
-from ..porcelain.locations import RegistryOptions, publish
+from ..porcelain.places import RegistryOptions, open_sink
 from ..reference import RegistryRef, StoreRef, parse
 from ..retry import RetryPolicy, Sleep
 from ..runtime.runc import Runc
@@ -100,11 +98,11 @@ def _packed(spool: Spool, job: Job, settings: HookSettings, rootfs_fd: int | Non
     spool.save(job)
     started = time.monotonic()
     rootfs = capture.fd_path(rootfs_fd) if rootfs_fd is not None else _rootfs_again(job)
-    config = CheckpointConfig(
-        engine=job.engine, runtime="runc", runtime_version=_runc_version(job.runc_binary),
-        criu_version=probe.version(), host=host_info(), container_id=job.container_id,
-        container_name=job.container_name or job.container_id, created=job.created[:19] + "Z",
-        criu_options=job.criu_options, base_name=job.image or None, ckpt_version=__version__)
+    facts = ConfigFacts(engine=job.engine, runtime="runc", runtime_version=_runc_version(job.runc_binary),
+                        container_id=job.container_id, container_name=job.container_name or job.container_id,
+                        base_name=job.image or None)
+    config = checkpoint_config(facts, job.criu_options, created=job.created[:19] + "Z",
+                               criu_version=probe.version())
     with disk_errors("could not pack the checkpoint"):
         desc = write_checkpoint(layout, images=images, rootfs=rootfs, spec=(job_dir / "spec.json").read_bytes(),
                                 config=config)
@@ -147,7 +145,7 @@ def _deliver(spool: Spool, job: Job, layout: Layout, desc: Descriptor, settings:
     attempts = RetryPolicy.fixed(delays).start(sleep=sleep)
     while True:
         try:
-            publish(layout, desc, dest, registry=options)
+            open_sink(dest, Home(settings.home), registry=options).publish(layout, desc)
         except Exception as exc:  # any failure is recorded on the job; bugs are logged with a traceback
             pause = attempts.failed() if _transient(exc) else None
             if not isinstance(exc, CkptError):

@@ -73,7 +73,7 @@ def _criu_finding(criu: probe.CriuInfo, info: HostInfo) -> Finding:
     return Finding("criu", criu.check_ok, detail)
 
 
-def network_lock_finding(which, nftables: bool) -> Finding:  # noqa: ANN001
+def network_lock_finding(which, nftables: bool) -> Finding:
     """CRIU locks the network of every container with a namespace of its own while it dumps and restores."""
     present = [tool for tool in criu_config.IPTABLES_TOOLS if which(tool)]
     if len(present) == len(criu_config.IPTABLES_TOOLS):

@@ -10,7 +10,7 @@ from ..format.read import open_checkpoint
 from ..progress import OnProgress, noop
 from ..reference import ArchiveRef, parse
 from .home import Home, disk_errors
-from .locations import RegistryOptions, copy_blobs, open_source, publish
+from .places import RegistryOptions, copy_blobs, open_sink, read_checkpoint
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,18 +30,19 @@ def convert(src: str, dest: str, *, compat: str = "ckpt", home: Home | None = No
     home = home or Home()
     check_compat(compat)
     source_ref, target = parse(src), parse(dest)
-    with open_source(source_ref, home, registry=registry, on_progress=on_progress) as source:
-        store = home.store()
+    sink = open_sink(target, home, registry=registry, on_progress=on_progress)
+    with read_checkpoint(source_ref, home, registry=registry, on_progress=on_progress) as opened:
+        layout, store, checkpoint = opened.source.complete(), home.store(), opened.checkpoint
         with disk_errors("could not convert the checkpoint"):
-            if source.layout.root != store.root:
-                copy_blobs(source.layout, store, source.descriptor)
-            desc = write_compat(store, open_checkpoint(store, source.descriptor), compat, on_progress=on_progress)
-            publish(store, desc, target, registry=registry, on_progress=on_progress)
+            if layout.root != store.root:
+                copy_blobs(layout, store, checkpoint.descriptor)
+            desc = write_compat(store, open_checkpoint(store, checkpoint.descriptor), compat, on_progress=on_progress)
+            sink.publish(store, desc)
         if isinstance(target, ArchiveRef):
             size = target.path.stat().st_size
         else:
             size = store.read_manifest(desc).total_size(desc.size)
-        return ConvertResult(source=str(source_ref), destination=str(target), origin=source.origin, compat=compat,
+        return ConvertResult(source=str(source_ref), destination=str(target), origin=opened.origin, compat=compat,
                              digest=desc.digest, size=size)
 
 

@@ -6,7 +6,8 @@ import os
 import shutil
 from pathlib import Path
 
-from ..oci.fsck import FsckReport, fsck as fsck_layout
+from ..oci.fsck import FsckReport
+from ..oci.fsck import fsck as fsck_layout
 from .home import Home, private_tmpfs_parent
 
 

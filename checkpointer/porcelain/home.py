@@ -8,14 +8,13 @@ import os
 import shutil
 import stat
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Iterator
 
 from ..errors import StorageError
 from ..oci.layout import Layout
-
 
 log = logging.getLogger(__name__)
 

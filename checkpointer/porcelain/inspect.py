@@ -1,20 +1,22 @@
-"""`ckpt inspect`: what a checkpoint holds, without restoring it (only the small CRIU layer is read)."""
+"""`ckpt inspect`: what a checkpoint holds, without restoring it. Only the config and the small CRIU
+layer are read (from a registry, only they are fetched), and the memory pages when they are small."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from ..criu import images as criu_images
 from ..format import roles
 from ..format.config import CheckpointConfig
 from ..format.read import Checkpoint, unpack_layer
+from ..format.source import BlobSource
 from ..oci import annotations as ann
 from ..oci import mediatypes as mt
 from ..oci import tarball
-from ..oci.layout import Layout
 from ..reference import parse
 from .home import Home
-from .locations import RegistryOptions, open_source
+from .places import RegistryOptions, read_checkpoint
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,12 +59,12 @@ def inspect(ref: str, *, home: Home | None = None, registry: RegistryOptions = R
     """What the checkpoint `ref` holds; another engine's checkpoint is read through its conversion.
     An encrypted one shows its config and layers, and its processes only with `decrypt_keys`."""
     home = home or Home()
-    with open_source(parse(ref), home, registry=registry, decrypt_keys=decrypt_keys,
-                     need_plaintext=False) as source:
-        return _view(ref, source.layout, source.checkpoint, source.origin, home)
+    with read_checkpoint(parse(ref), home, registry=registry, decrypt_keys=decrypt_keys,
+                         need_plaintext=False) as opened:
+        return _view(ref, opened.source, opened.checkpoint, opened.origin, home)
 
 
-def _view(ref: str, layout: Layout, checkpoint: Checkpoint, origin: str, home: Home) -> InspectView:
+def _view(ref: str, source: BlobSource, checkpoint: Checkpoint, origin: str, home: Home) -> InspectView:
     processes: tuple[criu_images.Process, ...] = ()
     pages = checkpoint.layers(roles.PAGES)
     criu_layers = checkpoint.layers(roles.CRIU)
@@ -71,7 +73,7 @@ def _view(ref: str, layout: Layout, checkpoint: Checkpoint, origin: str, home: H
             # Command lines live in memory pages; unpack those only when they are small.
             small_pages = pages if sum(layer.size for layer in pages) <= 64 << 20 else []
             for layer in (*criu_layers, *small_pages):
-                unpack_layer(layout, layer, work, tarball.CRIU_IMAGES)
+                unpack_layer(source, layer, work, tarball.CRIU_IMAGES)
             processes = tuple(criu_images.process_tree(work))
     layers = tuple(LayerView(layer.annotations.get(ann.LAYER_ROLE, "?"), layer.media_type, layer.digest, layer.size)
                    for layer in checkpoint.manifest.layers)

@@ -32,7 +32,7 @@ class ImagePrefetch:
         self.placed: set[str] = set()
         self._rootfs: tuple[str, Path] | None = None  # (layer digest, where it was unpacked)
 
-    def __enter__(self) -> "ImagePrefetch":
+    def __enter__(self) -> ImagePrefetch:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -9,7 +9,8 @@ from ..errors import UsageError
 from ..oci import mediatypes as mt
 from ..oci.model import Descriptor
 from ..reference import Ref, RegistryRef, parse
-from .locations import RegistryOptions, _registry
+from .places import RegistryOptions
+from .places.registry import client
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,8 +34,7 @@ def subject_for(image: str, dests: list[Ref], *, registry: RegistryOptions = Reg
                          hint=f"push to {ref.host}/{ref.repository}:TAG")
     from ..registry.manifests import fetch_manifest
 
-    with _registry(ref, registry) as reg:
-        got = fetch_manifest(reg, ref.repository, ref.reference, expected=ref.digest)
+    got = fetch_manifest(client(ref, registry), ref.repository, ref.reference, expected=ref.digest)
     assert got is not None
     return Descriptor(got.media_type, got.digest, len(got.data))
 
@@ -46,7 +46,6 @@ def list_checkpoints_of(image: str, *, registry: RegistryOptions = RegistryOptio
                          hint="list an image's checkpoints with REG/REPO@sha256:...")
     from ..registry import list_referrers
 
-    with _registry(ref, registry) as reg:
-        found = list_referrers(ref, registry=reg, artifact_type=mt.CHECKPOINT_ARTIFACT)
+    found = list_referrers(ref, registry=client(ref, registry), artifact_type=mt.CHECKPOINT_ARTIFACT)
     return [Referrer(d.digest, d.artifact_type or "", d.size, d.annotations.get("org.opencontainers.image.created", ""),
                      d.annotations.get("org.criu.checkpoint.container.name", "")) for d in found]

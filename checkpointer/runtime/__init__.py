@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import subprocess
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 # How a runtime runs its binary and finds it: subprocess.run and shutil.which, or a test's stand-ins
 # (tests/porcelain drives the engines with a scripted runc and podman, as a normal user).

@@ -141,7 +141,7 @@ class Runc:
         if res.returncode != 0:
             raise RuntimeFailed(f"runc could not resume {container_id!r}", output=res.stderr.strip())
 
-    def resume_guard(self, container_id: str, marker: str) -> "ResumeGuard":
+    def resume_guard(self, container_id: str, marker: str) -> ResumeGuard:
         """Start a guard that resumes `container_id` if ckpt dies; `marker` is in the dump's command line."""
         return ResumeGuard(self._cmd(), container_id, marker)
 

@@ -2,8 +2,10 @@
 not uploaded again (the store remembers where its blobs went)."""
 from __future__ import annotations
 
-from checkpointer.porcelain import locations, origins
-from checkpointer.porcelain.locations import RegistryOptions, publish
+from checkpointer.porcelain import origins
+from checkpointer.porcelain.places import RegistryOptions
+from checkpointer.porcelain.places import registry as locations
+from checkpointer.porcelain.places.registry import publish
 from checkpointer.reference import RegistryRef
 from checkpointer.registry import Registry, pull
 from registry_helpers import make_artifact

@@ -161,7 +161,6 @@ _FRESH_PRIVATE_DIRS = {
     "checkpointer/compat/writers.py", "checkpointer/compat/containerd.py", "checkpointer/compat/write_archive.py",
     "checkpointer/hooks/action.py",  # the job's directory, made by Spool.claim (0700, must not exist)
     "checkpointer/runtime/runc.py",  # runc's log, in the work dir
-    "checkpointer/porcelain/restore.py",  # config.json, in the bundle directory it has just made
 }
 
 
