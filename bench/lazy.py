@@ -10,7 +10,7 @@ dumps it with `runc checkpoint`, packs the dump with ckpt's writer into an OCI l
 that to a docker-registry on 127.0.0.1. Then, interleaved per repetition, it restores the same
 checkpoint four ways into a fresh copy of the bundle (the rootfs is not part of what is timed):
 
-  eager, layout     unpack the criu and pages layers (tmpfs), `runc restore`
+  eager, layout     unpack the criu and pages layers (tmpfs; on disk from 4 GiB up), `runc restore`
   eager, registry   pull every blob into a fresh layout, then as above
   lazy, layout      fork the page supervisor, unpack the criu layer meanwhile, hand it the job
                     (it writes the few pages the restore reads itself and starts `criu lazy-pages`),
@@ -51,8 +51,9 @@ from checkpointer.format.read import open_checkpoint, unpack_images, unpack_laye
 from checkpointer.format.write import write_checkpoint  # noqa: E402
 from checkpointer.host import host_info  # noqa: E402
 from checkpointer.lazy.handle import Delivery  # noqa: E402
-from checkpointer.lazy.job import COMPLETE, Job, SourceSpec  # noqa: E402
+from checkpointer.lazy.job import Job, SourceSpec  # noqa: E402
 from checkpointer.lazy.registry_source import RegistrySource  # noqa: E402
+from checkpointer.lazy.status import COMPLETE  # noqa: E402
 from checkpointer.lazy.stop import Stopper  # noqa: E402
 from checkpointer.oci import tarball  # noqa: E402
 from checkpointer.oci.layout import Layout  # noqa: E402
@@ -66,7 +67,7 @@ VERIFY_EVERY = {"idle": 1_000_000_000, "busy": 1000 // INTERVAL_MS}
 SHM = Path("/dev/shm")
 
 
-def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:  # noqa: ANN003
+def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
     res = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL, **kw)
     if res.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd[:5])} failed ({res.returncode}): {res.stderr[-2000:]}")
@@ -77,7 +78,7 @@ def state(bundle: Path) -> dict[str, str]:
     return dict(item.split("=", 1) for item in (bundle / "rootfs" / "state").read_text().split())
 
 
-def wait_state(bundle: Path, predicate, timeout: float = 120.0) -> dict[str, str]:  # noqa: ANN001
+def wait_state(bundle: Path, predicate, timeout: float = 120.0) -> dict[str, str]:
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -128,8 +129,10 @@ class Rig:
         run([sys.executable, str(REPO / "samples" / "make_bundle.py"), str(self.template)])
         self.n = 0
 
-    def scratch(self, prefix: str) -> Path:
-        return Path(tempfile.mkdtemp(prefix=prefix, dir=SHM))
+    def scratch(self, prefix: str, size: int = 0) -> Path:
+        """A private scratch directory: in tmpfs, unless `size` MiB of it (twice over, with the
+        restored process) would crowd out the machine's memory."""
+        return Path(tempfile.mkdtemp(prefix=prefix, dir=SHM if size < 4096 else self.work))
 
     def runc(self, *args: str) -> subprocess.CompletedProcess:
         return run(["runc", "--root", str(self.runc_root), *args])
@@ -145,7 +148,7 @@ class Rig:
         (bundle / "config.json").write_text(json.dumps(spec))
         self.runc("run", "--detach", "--bundle", str(bundle), name)
         wait_state(bundle, lambda s: int(s["counter"]) >= 5)
-        images = self.scratch("dump-")
+        images = self.scratch("dump-", size)
         self.runc("checkpoint", "--image-path", str(images), "--work-path", str(images), name)
         before = state(bundle)
         pristine = self.work / f"pristine-{name}"
@@ -190,11 +193,11 @@ class Rig:
     def eager(self, d: Dumped, *, registry: bool) -> dict:
         name, bundle = self.bundle_for(d)
         os.sync()
-        images = self.scratch("eager-")
+        images = self.scratch("eager-", d.size)
         t0 = time.time()
         layout = d.layout
         if registry:
-            layout = Layout(self.scratch("eager-pull-"), create=True)
+            layout = Layout(self.scratch("eager-pull-", d.size), create=True)
             with Registry(self.reg.host) as reg:
                 desc = pull(d.ref, layout, registry=reg)
         else:
@@ -216,7 +219,7 @@ class Rig:
     def lazy(self, d: Dumped, *, registry: bool) -> dict:
         name, bundle = self.bundle_for(d)
         os.sync()
-        base = self.scratch("lazy-")
+        base = self.scratch("lazy-", d.size)
         images, work = base / "images", base / "work"
         images.mkdir()
         work.mkdir()
@@ -230,7 +233,7 @@ class Rig:
                 source = RegistrySource(reg, d.ref.repository)
                 for layer in manifest.layers:
                     if layer.annotations.get("dev.ckpt.layer.role") == roles.CRIU:
-                        criu_layout.put_bytes(source.fetch(layer), layer.media_type)
+                        criu_layout.put_bytes(source.read_blob(layer), layer.media_type)
             spec = SourceSpec("registry", host=self.reg.host, repository=d.ref.repository)
         else:
             spec = SourceSpec("layout", layout=str(d.layout.root))
@@ -238,8 +241,9 @@ class Rig:
             if layer.annotations.get("dev.ckpt.layer.role") == roles.CRIU:
                 unpack_layer(criu_layout, layer, images, tarball.CRIU_IMAGES)
         runc = ("runc", "--root", str(self.runc_root))
-        job = Job(images, work, tuple(l for l in manifest.layers if l.annotations.get("dev.ckpt.layer.role")
-                                      == roles.PAGES), spec,
+        chunks = tuple(layer for layer in manifest.layers if layer.annotations.get("dev.ckpt.layer.role")
+                       == roles.PAGES)
+        job = Job(images, work, chunks, spec,
                   Stopper((*runc, "kill", "--all", name, "KILL"), ((*runc, "delete", "--force", name),)))
         t_criu = time.time()
         delivery.begin(job)
@@ -281,9 +285,9 @@ def report(results: dict) -> str:
         for where in ("layout", "registry"):
             lazy, eager = modes.get(f"lazy, {where}"), modes.get(f"eager, {where}")
             if lazy and eager:
-                lines.append(f"\n{where}: lazy all-in / eager = {median(lazy, 'all_in') / median(eager, 'all_in'):.2f}x,"
-                             f" first tick lazy / eager = "
-                             f"{median(lazy, 'first_tick') / median(eager, 'first_tick'):.2f}x")
+                all_in = median(lazy, "all_in") / median(eager, "all_in")
+                tick = median(lazy, "first_tick") / median(eager, "first_tick")
+                lines.append(f"\n{where}: lazy all-in / eager = {all_in:.2f}x, first tick lazy / eager = {tick:.2f}x")
     return "\n".join(lines)
 
 

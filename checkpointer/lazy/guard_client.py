@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import threading
+from typing import Any
 
 from ..errors import CkptError
 from .forked import ForkedProcess
@@ -27,11 +28,11 @@ class GuardClient:
         self._pids: list[int] = []
         self._daemon: int | None = None
         self._released = False
-        self._process: subprocess.Popen | None = None
+        self._process: subprocess.Popen[bytes] | ForkedProcess | None = None
         self._control: socket.socket | None = None
 
     @classmethod
-    def start(cls, stopper: Stopper | None = None, *, fork: bool = False) -> "GuardClient":
+    def start(cls, stopper: Stopper | None = None, *, fork: bool = False) -> GuardClient:
         """A running guard; `stopper` may come later (set_stopper), before there is anything to hold.
         `fork`: the guard is a fork of this process (milliseconds, not an interpreter start); only
         while this process has no other thread. A replacement guard is always a new interpreter."""
@@ -71,12 +72,12 @@ class GuardClient:
             if self._released:
                 return
             self._released = True
-            try:
-                assert self._control is not None
-                self._control.send(json.dumps({"release": True}).encode())
-            except OSError:
-                pass
-            self._control.close()
+            if self._control is not None:
+                try:
+                    self._control.send(json.dumps({"release": True}).encode())
+                except OSError:
+                    pass
+                self._control.close()
             for fd in self._held:
                 os.close(fd)
             self._held = []
@@ -90,9 +91,9 @@ class GuardClient:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         with theirs:
             if fork:
-                process: subprocess.Popen | ForkedProcess = ForkedProcess(_fork_guard(theirs.fileno()))
+                process: subprocess.Popen[bytes] | ForkedProcess = ForkedProcess(_fork_guard(theirs.fileno()))
             else:
-                process = subprocess.Popen([sys.executable, "-m", "checkpointer.lazy.guard"], stdin=theirs,
+                process = subprocess.Popen([sys.executable, "-m", "checkpointer.lazy.guard"], stdin=theirs.fileno(),
                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                            start_new_session=True)
         self._control = ours
@@ -110,7 +111,7 @@ class GuardClient:
         self._process = process  # only now: a new pid means a guard that holds everything
         threading.Thread(target=self._watch, args=(process,), name="lazy-guard", daemon=True).start()
 
-    def _send(self, message: dict, fds: list[int] | None = None) -> None:
+    def _send(self, message: dict[str, Any], fds: list[int] | None = None) -> None:
         assert self._control is not None
         data = json.dumps(message).encode()
         try:
@@ -121,13 +122,14 @@ class GuardClient:
         except OSError as exc:
             raise CkptError(f"the guard of the lazy restore does not answer: {exc}") from None
 
-    def _watch(self, process: "subprocess.Popen | ForkedProcess") -> None:
+    def _watch(self, process: subprocess.Popen[bytes] | ForkedProcess) -> None:
         code = process.wait()
         with self._lock:
             if self._released or process is not self._process:
                 return
             log.warning("the lazy restore's guard exited (%s); starting another", code)
-            self._control.close()
+            if self._control is not None:
+                self._control.close()
             try:
                 self._spawn()
             except CkptError as exc:

@@ -24,18 +24,19 @@ from pathlib import Path
 from .. import errors
 from ..errors import CkptError
 from .forked import ForkedProcess, fork_supervisor
-from .job import Job, Status
+from .job import Job
+from .status import Status
 
 START_TIMEOUT = 120.0  # the eager pages may have to come from a registry first
 
 
 class Delivery:
-    def __init__(self, work: Path, process: "subprocess.Popen | ForkedProcess", ready: int) -> None:
+    def __init__(self, work: Path, process: subprocess.Popen[str] | ForkedProcess, ready: int) -> None:
         self.work, self.process, self._ready = work, process, ready
         self.job: Job | None = None
 
     @classmethod
-    def launch(cls, work: Path) -> "Delivery":
+    def launch(cls, work: Path) -> Delivery:
         """Start the supervisor for the restore whose work directory is `work`; it waits for its job."""
         ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
         try:
@@ -51,7 +52,7 @@ class Delivery:
         return cls(work, process, ready_r)
 
     @classmethod
-    def fork(cls, work: Path) -> "Delivery":
+    def fork(cls, work: Path) -> Delivery:
         """As launch, but the supervisor is a fork of this process (a few milliseconds instead of
         an interpreter's start). Only before this process starts any thread."""
         process, ready = fork_supervisor(work)
@@ -78,7 +79,7 @@ class Delivery:
                                             hint=f"see {job.work / 'supervisor.log'}")
 
     @classmethod
-    def start(cls, job: Job, *, timeout: float = START_TIMEOUT) -> "Delivery":
+    def start(cls, job: Job, *, timeout: float = START_TIMEOUT) -> Delivery:
         delivery = cls.launch(job.work)
         delivery.begin(job, timeout=timeout)
         return delivery
@@ -126,7 +127,8 @@ def error_of(status: Status) -> CkptError | None:
         return None
     from .server import DaemonGone
 
-    classes = {name: getattr(errors, name) for name in errors.EXIT_CODES} | {"DaemonGone": DaemonGone}
+    classes: dict[str, type[CkptError]] = {name: getattr(errors, name) for name in errors.EXIT_CODES}
+    classes["DaemonGone"] = DaemonGone
     cls = classes.get(status.error.get("type", ""), CkptError)
     message, hint = status.error.get("message", "lazy restore failed"), status.error.get("hint")
     if issubclass(cls, errors.CriuFailed):
@@ -150,6 +152,3 @@ def _read_word(fd: int, timeout: float) -> str:
         data += chunk
     return data.decode(errors="replace").strip()
 
-
-def job_status(work: Path) -> Status:
-    return Status.read(work)

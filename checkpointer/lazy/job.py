@@ -1,10 +1,9 @@
-"""What a page supervisor is asked to do (Job), and what it reports while it does it (Status):
-both JSON files in the restore's private work directory, so another process (`ckpt`) can show
-the state and progress of a lazy restore after the command that started it has returned."""
+"""What a page supervisor is asked to do: a Job, written as job.json in the restore's private work
+directory (status.py has what it reports back)."""
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +14,6 @@ from .memory import DeliveryPolicy
 from .stop import Stopper
 
 JOB_FILE = "job.json"
-STATUS_FILE = "status.json"
-
-# Status.state: complete (every page is in), failed (the container was killed: see error) and
-# exited (the container ended on its own before every page was in) are final.
-STARTING, READY, SERVING = "starting", "ready", "serving"
-COMPLETE, FAILED, EXITED = "complete", "failed", "exited"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +50,7 @@ class Job:
                 "jobs": self.jobs, "budget": self.budget, "removeImages": self.remove_images}
 
     @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> "Job":
+    def from_json(cls, obj: dict[str, Any]) -> Job:
         try:
             return cls(Path(obj["images"]), Path(obj["work"]),
                        tuple(Descriptor.from_json(d) for d in obj["chunks"]), SourceSpec(**obj["source"]),
@@ -68,42 +61,6 @@ class Job:
 
     def write(self) -> Path:
         return write_json(self.work / JOB_FILE, self.to_json())
-
-
-@dataclass(frozen=True, slots=True)
-class Status:
-    state: str
-    supervisor_pid: int
-    total_bytes: int = 0  # lazy bytes: what the daemon will ask for
-    served_bytes: int = 0
-    fetched_bytes: int = 0  # compressed bytes the source handed over
-    requests: int = 0
-    daemon_pid: int | None = None
-    guard_pid: int | None = None
-    container_pid: int | None = None
-    started: float = 0.0  # wall-clock times (time.time())
-    updated: float = 0.0
-    first_request: float | None = None
-    restore_finished: float | None = None  # the restore said so: its processes run from here on
-    finished: float | None = None
-    error: dict[str, Any] | None = field(default=None)  # {"type", "message", "hint", "exitCode", "log"}
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> "Status":
-        try:
-            return cls(**obj)
-        except TypeError as exc:
-            raise CorruptData(f"lazy restore status is malformed: {exc}") from None
-
-    @classmethod
-    def read(cls, work: Path) -> "Status":
-        return cls.from_json(json.loads((work / STATUS_FILE).read_bytes()))
-
-    def write(self, work: Path) -> None:
-        write_json(work / STATUS_FILE, self.to_json())
 
 
 def write_json(path: Path, obj: Any) -> Path:

@@ -12,14 +12,14 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
-
-import zstandard
 
 from ..errors import CkptError, CorruptData, RegistryError, Unreachable
 from .chunks import Chunk, ChunkMap
+from .decode import decompress
 from .pagemap import PageIndex
+from .source import ChunkSource
 
 log = logging.getLogger(__name__)
 
@@ -58,45 +58,8 @@ class _Entry:
         self.read = False  # served from at least once (a chunk only prefetched is still ahead)
 
 
-def decompress(packed: bytes, length: int, what: str) -> bytes:
-    """The `length` bytes a chunk holds; CorruptData if it holds more, fewer, or is not zstd. A
-    chunk is one frame as ckpt writes it: decoded in one call (half the time of a stream reader);
-    several frames, which the format allows, go through the stream reader."""
-    try:
-        obj = zstandard.ZstdDecompressor().decompressobj()
-        out = obj.decompress(packed)
-        if not obj.unused_data:
-            if len(out) != length:
-                raise CorruptData(f"{what} does not hold its {length} bytes")
-            return out
-    except zstandard.ZstdError as exc:
-        raise CorruptData(f"{what} is not valid zstd: {exc}") from None
-    return _decompress_frames(packed, length, what)
-
-
-def _decompress_frames(packed: bytes, length: int, what: str) -> bytes:
-    out = bytearray(length)
-    view = memoryview(out)
-    pos = 0
-    try:
-        with zstandard.ZstdDecompressor().stream_reader(packed, read_across_frames=True) as reader:
-            while pos < length:
-                n = reader.readinto(view[pos:])
-                if not n:
-                    break
-                pos += n
-            extra = reader.read(1)
-    except zstandard.ZstdError as exc:
-        raise CorruptData(f"{what} is not valid zstd: {exc}") from None
-    finally:
-        view.release()
-    if pos != length or extra:
-        raise CorruptData(f"{what} does not hold its {length} bytes")
-    return bytes(out)
-
-
 class Memory:
-    def __init__(self, source, chunk_map: ChunkMap, index: PageIndex, *,  # noqa: ANN001 - a ChunkSource
+    def __init__(self, source: ChunkSource, chunk_map: ChunkMap, index: PageIndex, *,
                  policy: DeliveryPolicy = DeliveryPolicy(), jobs: int = 4, budget: int = 256 << 20,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
         self.source, self.map, self.policy = source, chunk_map, policy
@@ -251,7 +214,7 @@ class Memory:
         while True:
             attempt += 1
             try:
-                return self.source.fetch(chunk.desc)
+                return self.source.read_blob(chunk.desc)
             except CkptError as exc:
                 now = self._clock()
                 first_failure = first_failure if first_failure is not None else now

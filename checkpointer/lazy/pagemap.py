@@ -124,7 +124,7 @@ class PageIndex:
     eager: dict[str, tuple[tuple[int, int], ...]]  # pages file -> (offset, length) the restore reads itself
 
     @classmethod
-    def load(cls, images: Path) -> "PageIndex":
+    def load(cls, images: Path) -> PageIndex:
         tasks: dict[int, TaskPages] = {}
         eager: dict[str, list[tuple[int, int]]] = {}
         for path in sorted(images.iterdir()):

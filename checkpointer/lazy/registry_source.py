@@ -37,7 +37,7 @@ class RegistrySource:
         self.blobs_fetched = 0
         self._lock = threading.Lock()
 
-    def fetch(self, desc: Descriptor) -> bytes:
+    def read_blob(self, desc: Descriptor) -> bytes:
         if self.cache is not None and self.cache.has_blob(desc.digest):
             try:
                 return self.cache.read_blob(desc)
@@ -57,7 +57,7 @@ class RegistrySource:
 
     def _download(self, desc: Descriptor) -> bytes:
         got = bytearray()
-        for attempt in range(RESUMES + 1):
+        for _ in range(RESUMES + 1):
             headers = {"Range": f"bytes={len(got)}-"} if got else {}
             resp = self.registry.request("GET", f"/v2/{self.repository}/blobs/{desc.digest}",
                                          scopes=(scope(self.repository, "pull"),), stream=True, headers=headers,
@@ -84,7 +84,7 @@ class RegistrySource:
 
     def _resumes(self, resp: requests.Response, offset: int) -> bool:
         m = _CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
-        return bool(m) and int(m.group(1)) == offset
+        return m is not None and int(m.group(1)) == offset
 
     def _count(self, n: int) -> None:
         with self._lock:

@@ -24,9 +24,9 @@ import os
 import socket
 import struct
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from ..errors import CriuFailed
 
@@ -110,7 +110,7 @@ class Relay:
                 daemon.close()
 
     def _relay(self, restore: socket.socket, daemon: socket.socket) -> None:
-        data, fds, sender = bytearray(), [], 0
+        data, fds, sender = bytearray(), list[int](), 0
         expect_fd_for: int | None = None  # the pid whose descriptor comes next
         while True:
             while True:  # take whole messages off the front of what arrived

@@ -1,9 +1,10 @@
 """The page server: answers a lazy-pages daemon's PS_IOV_GET requests from a checkpoint's memory.
 
 Answers go out in request order, as the daemon expects; requests queued behind an answer that
-waits for its chunk are read meanwhile, so their chunks are fetched side by side. `serve()` returns when the daemon says every page is in (PS_IOV_CLOSE), or
-when delivery cannot go on: then it leaves the socket open, because the daemon exits once the
-socket closes and a restored process whose memory has not all arrived must be stopped first.
+waits for its chunk are read meanwhile, so their chunks are fetched side by side. `serve()`
+returns when the daemon says every page is in (PS_IOV_CLOSE), or when delivery cannot go on:
+then it leaves the socket open, because the daemon exits once the socket closes and a restored
+process whose memory has not all arrived must be stopped first.
 """
 from __future__ import annotations
 
@@ -116,8 +117,8 @@ class PageServer:
         if self._eof:
             return
         if block:
-            readable, _, _ = select.select([self.sock, self._wake_r], [], [])
-            if self.sock not in readable:
+            readable, _, _ = select.select([self.sock.fileno(), self._wake_r], [], [])
+            if self.sock.fileno() not in readable:
                 return
         try:
             got = self.sock.recv(1 << 16, 0 if block else socket.MSG_DONTWAIT)
@@ -161,7 +162,7 @@ class PageServer:
         return Outcome(complete, self.served_bytes, self.requests, self.first_request, error)
 
 
-def _send_all(sock: socket.socket, pieces: list) -> None:  # noqa: ANN001 - bytes or memoryviews
+def _send_all(sock: socket.socket, pieces: list[bytes | memoryview]) -> None:
     views = [memoryview(p).cast("B") for p in pieces]
     while views:
         sent = sock.sendmsg(views[:512])

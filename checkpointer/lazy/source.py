@@ -14,14 +14,13 @@ if TYPE_CHECKING:
 
 
 class ChunkSource(Protocol):
-    """A store of blobs by digest. `fetch` returns the blob's bytes, verified (CorruptData if they
-    do not match). It may be called from several threads at once. Errors are ckpt's own:
-    Unreachable or RegistryError for trouble that may pass, CorruptData and NotFound for trouble
-    that will not."""
+    """A store of blobs by digest. `read_blob` returns the blob's bytes, verified (CorruptData if
+    they do not match); it is the read_blob of format/source.py's BlobSource, so a Layout or any
+    BlobSource serves as one. It may be called from several threads at once. Errors are ckpt's
+    own: Unreachable or RegistryError for trouble that may pass, CorruptData and NotFound for
+    trouble that will not."""
 
-    def fetch(self, desc: Descriptor) -> bytes: ...
-
-    def close(self) -> None: ...
+    def read_blob(self, desc: Descriptor) -> bytes: ...
 
 
 class LayoutSource:
@@ -31,7 +30,7 @@ class LayoutSource:
         self.layout = layout
         self.fetched_bytes = 0
 
-    def fetch(self, desc: Descriptor) -> bytes:
+    def read_blob(self, desc: Descriptor) -> bytes:
         data = self.layout.read_blob(desc)  # digest and size checked before it returns
         self.fetched_bytes += len(data)  # a counter for reports only: a lost update does no harm
         return data
@@ -40,13 +39,13 @@ class LayoutSource:
         pass
 
 
-def open_source(spec: "SourceSpec") -> ChunkSource:
+def open_source(spec: SourceSpec) -> ChunkSource:
     """The ChunkSource a SourceSpec describes (in the process that serves the pages)."""
     if spec.kind == "layout" and spec.layout:
         return LayoutSource(Layout(Path(spec.layout)))
     if spec.kind == "registry" and spec.host and spec.repository:
+        from ..registry import RetryPolicy
         from ..registry.client import Registry
-        from ..registry.transport import RetryPolicy
         from .registry_source import RegistrySource
 
         # One try per request: Memory retries with its own backoff, within the restore's deadline.

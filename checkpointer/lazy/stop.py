@@ -7,6 +7,7 @@ import signal
 import subprocess
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import RuntimeFailed
 
@@ -19,11 +20,11 @@ class Stopper:
     kill: tuple[str, ...]
     cleanup: tuple[tuple[str, ...], ...] = ()
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"kill": list(self.kill), "cleanup": [list(c) for c in self.cleanup]}
 
     @classmethod
-    def from_json(cls, obj: dict) -> "Stopper":
+    def from_json(cls, obj: dict[str, Any]) -> Stopper:
         return cls(tuple(str(a) for a in obj["kill"]), tuple(tuple(str(a) for a in c) for c in obj.get("cleanup", ())))
 
 

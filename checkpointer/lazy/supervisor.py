@@ -25,8 +25,10 @@ import shutil
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from ..errors import CkptError
 from ..progress import Update
@@ -34,12 +36,13 @@ from .chunks import ChunkMap
 from .daemon import LazyPagesDaemon
 from .guard_client import GuardClient
 from .images import write_eager_pages
-from .job import COMPLETE, EXITED, FAILED, JOB_FILE, READY, SERVING, STARTING, Job, Status
+from .job import JOB_FILE, Job
 from .memory import Memory, lazy_order
 from .pagemap import PageIndex
 from .relay import Relay, Task
 from .server import DaemonGone, Outcome, PageServer
 from .source import open_source
+from .status import COMPLETE, EXITED, FAILED, READY, SERVING, STARTING, Status, StatusBoard, error_json
 from .stop import stop_container
 from .uffd import UffdHolder
 
@@ -47,7 +50,6 @@ log = logging.getLogger(__name__)
 
 FORK_SCAN = 0.5  # seconds between looks for userfaultfds of processes forked while pages still come
 RESTORE_WAIT = 600.0  # a restore that has not begun this long after "ready" is not coming
-STATUS_EVERY = 0.25
 
 
 class Abandoned(CkptError):
@@ -61,15 +63,13 @@ class ContainerExited(CkptError):
 class Supervisor:
     def __init__(self, job: Job, guard: GuardClient | None = None) -> None:
         self.job = job
-        self.status = Status(STARTING, os.getpid(), started=time.time())
+        self.board = StatusBoard(job.work, Status(STARTING, os.getpid(), started=time.time()), self._live)
         self.guard = guard
         self.server: PageServer | None = None
         self.daemon: LazyPagesDaemon | None = None
         self.relay: Relay | None = None
         self.forks: UffdHolder | None = None
         self._done = threading.Event()
-        self._status_lock = threading.Lock()
-        self._dirty = False
         self._served = 0
         self._stop_lock = threading.Lock()
         self._pending_stop: CkptError | None = None  # a stop asked for before the server existed
@@ -99,8 +99,8 @@ class Supervisor:
                            on_error=self._relay_failed)
         self.forks = UffdHolder(self.daemon.pid)
         log.info("ready in %.3f s (eager pages %.3f s)", time.monotonic() - t0, t1 - t0)
-        self._update(state=READY, total_bytes=self.index.lazy_bytes(), daemon_pid=self.daemon.pid,
-                     guard_pid=self.guard.pid, force=True)
+        self.board.update(state=READY, total_bytes=self.index.lazy_bytes(), daemon_pid=self.daemon.pid,
+                     guard_pid=self.guard.pid)
 
     def run(self) -> Outcome:
         assert self.daemon is not None
@@ -110,12 +110,13 @@ class Supervisor:
                 self.server.stop(self._pending_stop)
         forks = threading.Thread(target=self._watch_forks, name="lazy-forks", daemon=True)
         threading.Thread(target=self._watch_daemon, name="lazy-daemon", daemon=True).start()
-        threading.Thread(target=self._write_status, name="lazy-status", daemon=True).start()
+        self.board.start()
         threading.Thread(target=self._await_restore, name="lazy-restore", daemon=True).start()
         forks.start()
-        self._update(state=SERVING, force=True)
+        self.board.update(state=SERVING)
         outcome = self.server.serve()
         self._done.set()
+        self.board.stop()
         forks.join()  # no new copies of descriptors once they are being let go
         if outcome.complete and self._all_exited():  # the daemon is done because nobody is left
             outcome = replace(outcome, complete=False,
@@ -124,11 +125,11 @@ class Supervisor:
             # Every page is in and the daemon exits on its own. Let go of the userfaultfds at once: a
             # range the process zaps later would fault into a descriptor nobody reads.
             self._let_go()
-            self._update(state=COMPLETE, served_bytes=outcome.served_bytes, finished=time.time(), force=True)
+            self.board.update(state=COMPLETE, served_bytes=outcome.served_bytes, finished=time.time())
         elif isinstance(outcome.error, (ContainerExited, Abandoned)):
             self._let_go()
             state = EXITED if isinstance(outcome.error, ContainerExited) else FAILED
-            self._update(state=state, error=_error_json(outcome.error), finished=time.time(), force=True)
+            self.board.update(state=state, error=error_json(outcome.error), finished=time.time())
         else:
             assert outcome.error is not None
             self._fail(outcome.error)
@@ -143,7 +144,7 @@ class Supervisor:
 
     def restored(self, pid: int) -> None:
         """The caller's restore returned: `pid` is the container's init."""
-        self._update(container_pid=pid, force=True)
+        self.board.update(container_pid=pid)
         threading.Thread(target=self._watch_container, args=(pid,), name="lazy-container", daemon=True).start()
 
     def abandon(self) -> None:
@@ -169,27 +170,33 @@ class Supervisor:
                            run_kill=self.relay is not None and self.relay.finished)
         except CkptError as exc:  # keep every descriptor (the guard too): the processes must not run on
             log.error("could not stop the restored container: %s", exc)
-            self._update(state=FAILED, error=_error_json(error, also=exc), finished=time.time(), force=True)
+            self.board.update(state=FAILED, error=error_json(error, also=exc), finished=time.time())
             raise
         self._let_go()
-        self._update(state=FAILED, error=_error_json(error), finished=time.time(), force=True)
+        self.board.update(state=FAILED, error=error_json(error), finished=time.time())
 
     def _let_go(self) -> None:
         """Release everything, each step whatever became of the one before (a daemon left behind
         waits for ever)."""
-        steps = [part.close for part in (self.relay, self.forks) if part is not None]
+        steps: list[Callable[[], object]] = []
+        if self.relay is not None:
+            steps.append(self.relay.close)
+        if self.forks is not None:
+            steps.append(self.forks.close)
         if self.guard is not None:
             steps.append(self.guard.release)
         if self.daemon is not None:
             steps.append(self._end_daemon)
-        steps += [part.close for part in (getattr(self, "memory", None), getattr(self, "source", None))
-                  if part is not None]
+        for part in (getattr(self, "memory", None), getattr(self, "source", None)):
+            close = getattr(part, "close", None)
+            if close is not None:
+                steps.append(close)
         if self.job.remove_images:
             steps.append(lambda: shutil.rmtree(self.job.images, ignore_errors=True))
         for step in steps:
             try:
                 step()
-            except Exception:  # noqa: BLE001 - logged; the remaining steps must still run
+            except Exception:
                 log.exception("while letting go")
 
     def _end_daemon(self) -> None:
@@ -207,14 +214,14 @@ class Supervisor:
         assert self.guard is not None and self.daemon is not None and self.relay is not None
         tasks = self.relay.tasks
         self.guard.hold([self.daemon.sock.fileno(), *(t.uffd for t in tasks)], pids=[t.pid for t in tasks])
-        if task.vpid == 1 or self.status.container_pid is None:
-            self._update(container_pid=task.pid, force=True)
+        if task.vpid == 1 or self.board.status.container_pid is None:
+            self.board.update(container_pid=task.pid)
 
     def _relay_failed(self, error: CkptError) -> None:
         self._stop(error)
 
     def _restore_finished(self) -> None:
-        self._update(restore_finished=time.time(), force=True)
+        self.board.update(restore_finished=time.time())
 
     def _watch_forks(self) -> None:
         """Processes forked while pages still come get their userfaultfds from the kernel, in the
@@ -260,36 +267,20 @@ class Supervisor:
     # -- status ------------------------------------------------------------------------------------
 
     def _progress(self, update: Update) -> None:
-        self._served = update.done  # cheap: called once per answer; the status thread writes it
-        self._dirty = True
+        self._served = update.done  # cheap: called once per answer
+        self.board.touch()
 
-    def _update(self, *, force: bool = False, **changes: object) -> None:
-        """Change the status; written at once when `force`d (a change of state), else by the status
-        thread a few times a second (a write per answer would slow serving)."""
-        with self._status_lock:
-            now = time.time()
-            first = self.server.first_request if self.server else None
-            live = {"fetched_bytes": getattr(getattr(self, "source", None), "fetched_bytes", 0),
-                    "requests": self.server.requests if self.server else 0, "served_bytes": self._served}
-            self.status = replace(self.status, updated=now, **{**live, **changes})  # type: ignore[arg-type]
-            if first is not None and self.status.first_request is None:
-                self.status = replace(self.status, first_request=now - (time.monotonic() - first))
-            if force:
-                self.status.write(self.job.work)
-            self._dirty = not force
-
-    def _write_status(self) -> None:
-        while not self._done.wait(STATUS_EVERY):
-            if self._dirty:
-                self._update(force=True)
-
-
-def _error_json(error: CkptError, *, also: CkptError | None = None) -> dict:
-    out = {"type": type(error).__name__, "message": str(error), "hint": error.hint, "exitCode": error.exit_code,
-           "log": getattr(error, "log_tail", "")}
-    if also is not None:
-        out["alsoFailed"] = str(also)
-    return out
+    def _live(self) -> dict[str, Any]:
+        """The counters that change with every answer, read when the status is written."""
+        server = self.server
+        first = None
+        if server is not None and server.first_request is not None:
+            first = time.time() - (time.monotonic() - server.first_request)
+        out = {"fetched_bytes": getattr(getattr(self, "source", None), "fetched_bytes", 0),
+               "requests": server.requests if server else 0, "served_bytes": self._served}
+        if first is not None and self.board.status.first_request is None:
+            out["first_request"] = first
+        return out
 
 
 def _listen(supervisor: Supervisor) -> None:
@@ -309,7 +300,7 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(filename=str(work / "supervisor.log"), level=logging.INFO, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     threading.excepthook = lambda args: log.error("thread %s failed", args.thread.name if args.thread else "?",
-                                                  exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+                                                  exc_info=args.exc_value)
     guard = GuardClient.start(fork=True)  # no thread runs yet: a fork is safe, and quick
     if sys.stdin.readline().strip() != "job":
         guard.release()
@@ -319,7 +310,7 @@ def main(argv: list[str]) -> int:
         supervisor.prepare()
     except CkptError as exc:
         supervisor._let_go()  # nothing was restored yet: nothing to stop
-        supervisor._update(state=FAILED, error=_error_json(exc), finished=time.time(), force=True)
+        supervisor.board.update(state=FAILED, error=error_json(exc), finished=time.time())
         ready.write("failed\n")
         ready.close()
         return exc.exit_code

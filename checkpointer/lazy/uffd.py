@@ -16,7 +16,7 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 
 def pidfd_getfd(pidfd: int, target_fd: int) -> int:
-    fd = _libc.syscall(_SYS_PIDFD_GETFD, pidfd, target_fd, 0)
+    fd: int = _libc.syscall(_SYS_PIDFD_GETFD, pidfd, target_fd, 0)
     if fd < 0:
         err = ctypes.get_errno()
         raise OSError(err, f"pidfd_getfd: {os.strerror(err)}")

@@ -24,13 +24,14 @@ from checkpointer.format.config import CheckpointConfig
 from checkpointer.format.read import open_checkpoint, unpack_layer
 from checkpointer.format.write import write_checkpoint
 from checkpointer.host import host_info
-from checkpointer.lazy.handle import Delivery
 from checkpointer.lazy.chunks import ChunkMap
-from checkpointer.lazy.job import COMPLETE, EXITED, FAILED, Job, SourceSpec, Status
-from checkpointer.lazy.pagemap import PageIndex
+from checkpointer.lazy.handle import Delivery
+from checkpointer.lazy.job import Job, SourceSpec
 from checkpointer.lazy.memory import DeliveryPolicy
+from checkpointer.lazy.pagemap import PageIndex
 from checkpointer.lazy.registry_source import RegistrySource
 from checkpointer.lazy.server import DaemonGone
+from checkpointer.lazy.status import COMPLETE, EXITED, FAILED, Status
 from checkpointer.lazy.stop import Stopper
 from checkpointer.oci import tarball
 from checkpointer.oci.layout import Layout
@@ -106,7 +107,7 @@ def _gone(pid: int | None, timeout: float = 10.0) -> bool:
     return not pid
 
 
-def _carried_on(bundle: Path, before, status: Status) -> None:  # noqa: ANN001
+def _carried_on(bundle: Path, before, status: Status) -> None:
     """The restored process ticks on, and its memory checksum verifies after every page arrived."""
     assert status.state == COMPLETE, status.error
     assert status.served_bytes == status.total_bytes > 0
@@ -116,7 +117,7 @@ def _carried_on(bundle: Path, before, status: Status) -> None:  # noqa: ANN001
     assert after.verified == before.checksum, "memory changed across the lazy restore"
 
 
-def _killed_cleanly(delivery: Delivery, status: Status, runc_root: Path, name: str, bundle: Path, before) -> None:  # noqa: ANN001
+def _killed_cleanly(delivery: Delivery, status: Status, runc_root: Path, name: str, bundle: Path, before) -> None:
     """Delivery failed: the container was killed and removed, every helper process is gone, and the
     workload never ran on with memory that did not arrive (its last verification still matches)."""
     assert status.state == FAILED and status.error
@@ -156,7 +157,7 @@ def _pushed(layout: Layout, registry: RegistryServer) -> tuple[RegistryRef, Mani
         source = RegistrySource(reg, ref.repository)
         for layer in manifest.layers:
             if layer.annotations.get("dev.ckpt.layer.role") == roles.CRIU:
-                scratch.put_bytes(source.fetch(layer), layer.media_type)
+                scratch.put_bytes(source.read_blob(layer), layer.media_type)
     return ref, manifest, scratch
 
 
@@ -228,7 +229,7 @@ def test_a_damaged_chunk_kills_the_container(dumped, tmp_path, runc_root, contai
     _killed_cleanly(delivery, status, runc_root, container_name, bundle, before)
 
 
-def _stalled(dumped, tmp_path, runc_root, name, registry):  # noqa: ANN001, ANN202
+def _stalled(dumped, tmp_path, runc_root, name, registry):
     """A lazy restore whose registry went away: the process waits in a page fault (the deadline
     is far off), the supervisor retries."""
     bundle, layout, manifest, before = dumped

@@ -8,6 +8,7 @@ import time
 
 import pytest
 import zstandard
+from lazy_helpers import EAGER, LAZY, make_checkpoint
 
 from checkpointer.errors import CorruptData, NotFound, RegistryError, Unreachable
 from checkpointer.lazy.chunks import ChunkMap
@@ -16,21 +17,19 @@ from checkpointer.lazy.pagemap import PageIndex
 from checkpointer.lazy.protocol import PAGE_SIZE as P
 from checkpointer.lazy.source import LayoutSource
 
-from lazy_helpers import EAGER, LAZY, make_checkpoint
-
 TASKS = {1: [(0x400000, 3, EAGER), (0x7F0000000000, 1200, LAZY), (0x7F0000600000, 500, LAZY)]}
 
 
 class ScriptedSource:
     """A LayoutSource whose fetches first fail as scripted (per call number), and that counts."""
 
-    def __init__(self, layout, script=None) -> None:  # noqa: ANN001
+    def __init__(self, layout, script=None) -> None:
         self.inner = LayoutSource(layout)
         self.script = script or (lambda digest, n: None)
         self.calls: dict[str, int] = {}
         self.lock = threading.Lock()
 
-    def fetch(self, desc):  # noqa: ANN001, ANN201
+    def read_blob(self, desc):
         with self.lock:
             n = self.calls[desc.digest] = self.calls.get(desc.digest, 0) + 1
         action = self.script(desc.digest, n)
@@ -38,7 +37,7 @@ class ScriptedSource:
             raise action
         if callable(action):
             action()
-        return self.inner.fetch(desc)
+        return self.inner.read_blob(desc)
 
     def close(self) -> None:
         pass
@@ -62,7 +61,7 @@ def syn(tmp_path):
     return make_checkpoint(tmp_path, TASKS, chunk_size=1 << 20)
 
 
-def _memory(syn, source, **kw) -> Memory:  # noqa: ANN001
+def _memory(syn, source, **kw) -> Memory:
     index = PageIndex.load(syn.images)
     return Memory(source, ChunkMap(syn.chunks), index, **kw)
 
@@ -162,7 +161,7 @@ def test_prefetch_stays_within_the_budget_and_serving_lets_chunks_go(syn):
     memory = Memory(ScriptedSource(syn.layout), cmap, index, budget=2 * biggest)
     real_want = memory.want
 
-    def watching_want(chunk, *, urgent):  # noqa: ANN001
+    def watching_want(chunk, *, urgent):
         real_want(chunk, urgent=urgent)
         peak.append(memory.resident)
 

@@ -3,17 +3,16 @@ flags, and the mapping of a process's address to the chunk that holds its bytes.
 from __future__ import annotations
 
 import io
-from dataclasses import replace
 import random
+from dataclasses import replace
 
 import pytest
+from lazy_helpers import EAGER, LAZY, make_checkpoint, pagemap_image
 
 from checkpointer.errors import CorruptData, UsageError
 from checkpointer.lazy import protocol as ps
 from checkpointer.lazy.chunks import ChunkMap
 from checkpointer.lazy.pagemap import Entry, PageIndex, read_entries, runs_of
-
-from lazy_helpers import EAGER, LAZY, make_checkpoint, pagemap_image
 
 P = ps.PAGE_SIZE
 

@@ -35,7 +35,7 @@ time.sleep(120)
 """
 
 
-def _daemon(path: str, got: list) -> socket.socket:  # noqa: ANN001
+def _daemon(path: str, got: list) -> socket.socket:
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(1)

@@ -8,6 +8,7 @@ import socket
 import threading
 
 import pytest
+from lazy_helpers import EAGER, LAZY, make_checkpoint
 
 from checkpointer.errors import CorruptData
 from checkpointer.lazy import protocol as ps
@@ -16,8 +17,6 @@ from checkpointer.lazy.memory import DeliveryPolicy, Memory
 from checkpointer.lazy.pagemap import PageIndex
 from checkpointer.lazy.server import DaemonGone, PageServer
 from checkpointer.lazy.source import LayoutSource
-
-from lazy_helpers import EAGER, LAZY, make_checkpoint
 
 P = ps.PAGE_SIZE
 BASE = 0x7F0000000000
