@@ -6,14 +6,15 @@ digest even when other regions grew or shrank, so a repeat checkpoint uploads on
 """
 from __future__ import annotations
 
+import itertools
 import mmap
 import os
 import re
 import threading
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
 
 import zstandard
 
@@ -105,14 +106,14 @@ def cut_points(size: int, regions: list[tuple[int, int]] | None, chunk_size: int
 def _chunks(images: Path, names: list[str], chunk_size: int | None) -> list[_Chunk]:
     try:
         regions = _regions(images)
-    except Exception:  # noqa: BLE001 - any trouble reading pagemaps only costs deduplication
+    except Exception:  # any trouble reading pagemaps only costs deduplication
         regions = {}
     sizes = {name: (images / name).stat().st_size for name in names}
     size = chunk_size or chunk_size_for(sum(sizes.values()))
     out = []
     for name in names:
         cuts = cut_points(sizes[name], regions.get(name), size)
-        out += [_Chunk(name, a, b - a) for a, b in zip(cuts, cuts[1:])] or [_Chunk(name, 0, 0)]
+        out += [_Chunk(name, a, b - a) for a, b in itertools.pairwise(cuts)] or [_Chunk(name, 0, 0)]
     return out
 
 
