@@ -12,10 +12,7 @@ those inside functions too, so a lazy import cannot slip past).
 Every module belongs to exactly one layer: a new top-level module fails here until it is put in
 one. Imports form no cycle, module by module, and plumbing packages form no cycle package by
 package (`if TYPE_CHECKING:` imports are left out of the cycle check: they never run).
-
-The cycle check covers plumbing only for now. The porcelain has two cycles today, which issue 14's
-rewrite removes: porcelain.save <-> porcelain.podman / porcelain.process, and cli <-> hooks.cli.
-When it lands, WHOLE_TREE_ACYCLIC becomes True and the check covers every module.
+KNOWN_CYCLES names the one cycle allowed for now, and why it is to go.
 """
 from __future__ import annotations
 
@@ -36,7 +33,14 @@ CLI = frozenset({"cli", "ui", "__main__"})
 CLI_MODULES = frozenset({"checkpointer.hooks.cli", "checkpointer.hooks.__main__"})
 RENDERING = ("typer", "rich")  # third-party packages only the CLI layer may import
 
-WHOLE_TREE_ACYCLIC = False  # True once issue 14's porcelain rewrite has removed its cycles
+# Cycles allowed for now, each with what removes it. An entry that no longer matches a cycle fails
+# the test: take it out.
+KNOWN_CYCLES = {
+    # lazy/forked.py imports supervisor.main in the forked child, supervisor imports guard_client,
+    # and guard_client imports forked's ForkedProcess: forked.py should take the child's entry
+    # point from its caller.
+    frozenset({"checkpointer.lazy.forked", "checkpointer.lazy.guard_client", "checkpointer.lazy.supervisor"}),
+}
 
 
 # -- reading the imports --------------------------------------------------------------------------
@@ -205,13 +209,11 @@ def test_only_the_cli_renders(graph):
 
 
 def test_no_import_cycle_between_modules(graph):
-    if WHOLE_TREE_ACYCLIC:
-        edges = graph.run_edges
-    else:
-        edges = {m: {t for t in targets if layer(t) == "plumbing"}
-                 for m, targets in graph.run_edges.items() if layer(m) == "plumbing"}
-    found = cycles(edges)
-    assert not found, "import cycles:\n" + "\n".join(" <-> ".join(c) for c in found)
+    found = cycles(graph.run_edges)
+    new = [c for c in found if frozenset(c) not in KNOWN_CYCLES]
+    assert not new, "import cycles:\n" + "\n".join(" <-> ".join(c) for c in new)
+    gone = KNOWN_CYCLES - {frozenset(c) for c in found}
+    assert not gone, f"these cycles are gone: take them out of KNOWN_CYCLES: {[sorted(c) for c in gone]}"
 
 
 def test_no_import_cycle_between_plumbing_packages(graph):
