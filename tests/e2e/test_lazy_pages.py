@@ -217,8 +217,10 @@ def test_a_damaged_chunk_kills_the_container(dumped, tmp_path, runc_root, contai
     bundle, layout, manifest, before = dumped
     job = _job(tmp_path, manifest, layout, SourceSpec("layout", layout=str(layout.root)), runc_root, container_name,
                budget=1)
-    lazy_only = [d for d in job.chunks if d.size > 1 << 16]  # big chunks: the workload's own memory
-    victim = layout.blob_path(lazy_only[-1].digest)
+    index, cmap = PageIndex.load(job.images), ChunkMap(list(job.chunks))
+    eager = {c.desc.digest for name, ranges in index.eager.items() for r in ranges for c in cmap.covering(name, *r)}
+    lazy_only = [d for d in job.chunks if d.digest not in eager]  # the restore does not read these itself
+    victim = layout.blob_path(max(lazy_only, key=lambda d: d.size).digest)
     data = bytearray(victim.read_bytes())
     data[len(data) // 2] ^= 0x01
     victim.write_bytes(bytes(data))
