@@ -18,6 +18,8 @@ from ..reference import parse
 from .home import Home
 from .places import RegistryOptions, read_checkpoint
 
+SMALL_PAGES = 64 << 20  # command lines live in memory pages: those are unpacked only up to this size
+
 
 @dataclass(frozen=True, slots=True)
 class LayerView:
@@ -70,8 +72,7 @@ def _view(ref: str, source: BlobSource, checkpoint: Checkpoint, origin: str, hom
     criu_layers = checkpoint.layers(roles.CRIU)
     if criu_layers and not any(mt.is_encrypted(layer.media_type) for layer in criu_layers):
         with home.workdir("inspect-") as work:
-            # Command lines live in memory pages; unpack those only when they are small.
-            small_pages = pages if sum(layer.size for layer in pages) <= 64 << 20 else []
+            small_pages = pages if sum(layer.size for layer in pages) <= SMALL_PAGES else []
             for layer in (*criu_layers, *small_pages):
                 unpack_layer(source, layer, work, tarball.CRIU_IMAGES)
             processes = tuple(criu_images.process_tree(work))

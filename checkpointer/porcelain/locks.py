@@ -19,13 +19,13 @@ LOCK_DIR = Path("/run/ckpt/locks")
 def container_lock(runtime: str, root: Path | None, name: str, fallback: Path) -> Iterator[None]:
     """Hold the lock of container `name` of `runtime` (state dir `root`) for the block."""
     key = hashlib.sha256(f"{runtime}\0{root or ''}\0{name}".encode()).hexdigest()[:32]
-    directory = LOCK_DIR
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError:
+        LOCK_DIR.mkdir(parents=True, exist_ok=True)
+        fd = os.open(LOCK_DIR / f"{key}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError:  # not ours to write (a user other than root): this user's own home
         directory = fallback / "locks"
         directory.mkdir(parents=True, exist_ok=True)
-    fd = os.open(directory / f"{key}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = os.open(directory / f"{key}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

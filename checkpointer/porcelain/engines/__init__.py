@@ -2,6 +2,7 @@
 which engine has the container, a restore asks for_restore() which engine takes the checkpoint."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib import import_module
 
 from ...errors import MissingDependency, NotFound, UsageError
@@ -9,8 +10,22 @@ from ...format import roles
 from ...format.read import Checkpoint
 from .base import Context, Engine, Target
 
-# name -> module:class, imported when first used (each pulls in its runtime's code)
-_ENGINES = {"runc": "runc:RuncEngine", "podman": "podman:PodmanEngine", "process": "process:ProcessEngine"}
+
+def _imported(module: str, cls: str) -> Callable[[Context], Engine]:
+    """An engine class, imported when first used (each pulls in its runtime's code)."""
+
+    def make(ctx: Context) -> Engine:
+        engine: Engine = getattr(import_module(f".{module}", __name__), cls)(ctx)
+        return engine
+
+    return make
+
+
+_ENGINES: dict[str, Callable[[Context], Engine]] = {
+    "runc": _imported("runc", "RuncEngine"),
+    "podman": _imported("podman", "PodmanEngine"),
+    "process": _imported("process", "ProcessEngine"),
+}
 NAMES = tuple(_ENGINES)
 
 
@@ -21,9 +36,7 @@ def check_name(name: str | None) -> None:
 
 def get(name: str, ctx: Context) -> Engine:
     check_name(name)
-    module, cls = _ENGINES[name].split(":")
-    engine: Engine = getattr(import_module(f".{module}", __name__), cls)(ctx)
-    return engine
+    return _ENGINES[name](ctx)
 
 
 def for_save(target: Target, name: str | None, ctx: Context) -> Engine:
@@ -39,18 +52,20 @@ def for_save(target: Target, name: str | None, ctx: Context) -> Engine:
     return get(name or _detect(target.container, ctx), ctx)
 
 
-def _detect(name: str, ctx: Context) -> str:
-    """runc if runc (under --runc-root) knows container `name`, else Podman if Podman does."""
-    from ...runtime import podman
+CONTAINER_ENGINES = ("runc", "podman")  # asked in this order which has a container of a given name
 
-    try:
-        if get("runc", ctx).knows(name):  # type: ignore[attr-defined]
-            return "runc"
-    except MissingDependency:
-        if not podman.installed():
-            raise
-    if podman.installed() and podman.Podman().exists(name):
-        return "podman"
+
+def _detect(name: str, ctx: Context) -> str:
+    """The first engine that has container `name`."""
+    missing: list[MissingDependency] = []
+    for candidate in CONTAINER_ENGINES:
+        try:
+            if get(candidate, ctx).knows(name):
+                return candidate
+        except MissingDependency as exc:
+            missing.append(exc)
+    if len(missing) == len(CONTAINER_ENGINES):
+        raise missing[0]
     where = f" under {ctx.runc_root}" if ctx.runc_root else ""
     raise NotFound(f"no runc container {name!r}{where}, and no Podman container of that name",
                    hint="`runc list` and `podman ps` show the containers; pass --runc-root if runc keeps "

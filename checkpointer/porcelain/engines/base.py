@@ -146,6 +146,10 @@ class Restored:
 class Engine(Protocol):
     name: ClassVar[str]
 
+    def knows(self, name: str) -> bool:
+        """Whether this engine has a container called `name` (running or not)."""
+        ...
+
     # -- save --
     def find(self, target: Target) -> Container:
         """The running container `target` names (NotFound, with a hint, if there is none)."""

@@ -63,6 +63,9 @@ class PodmanEngine:
             self._podman = Podman()
         return self._podman
 
+    def knows(self, name: str) -> bool:
+        return self.podman.exists(name)
+
     # -- save ------------------------------------------------------------------------------------
 
     def find(self, target: Target) -> PodmanFound:

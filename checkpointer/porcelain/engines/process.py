@@ -53,6 +53,9 @@ class ProcessEngine:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
 
+    def knows(self, name: str) -> bool:
+        return name.isdigit() and Path(f"/proc/{name}").exists()
+
     # -- save ------------------------------------------------------------------------------------
 
     def find(self, target: Target) -> Container:

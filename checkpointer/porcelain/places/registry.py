@@ -100,7 +100,7 @@ class RegistrySource:
 
             self._fetcher = Fetcher(self._reg, self.ref.repository, cache=self.layout)
         with disk_errors("could not store the pulled checkpoint"):
-            self._fetcher.fetch(desc)
+            self._fetcher.read_blob(desc)
 
     def complete(self, prefetch: Prefetch | None = None) -> Layout:
         if self._complete:
