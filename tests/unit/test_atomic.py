@@ -155,7 +155,8 @@ _REPLACING = {
 }
 _WRITING = {  # in place, following a link: fine only for a new file in a directory this run just made
     "write_text": r"\.write_text\(", "write_bytes": r"(?<!atomic)\.write_bytes\(",
-    "open for writing": r"(?<![\w.])open\([^)\n]*,\s*[\"']w",
+    # open(PATH, "w"...); open(1, "w") wraps a file descriptor, no path is written through
+    "open for writing": r"(?<![\w.])open\((?!\d)[^)\n]*,\s*[\"']w",
 }
 _FRESH_PRIVATE_DIRS = {
     "checkpointer/compat/writers.py", "checkpointer/compat/containerd.py", "checkpointer/compat/write_archive.py",
