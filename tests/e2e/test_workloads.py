@@ -141,6 +141,15 @@ def fds_after(run: Running, saved: ZooState, now: ZooState) -> None:
     assert later.int("drained") > saved.int("drained")
 
 
+def timerfd_periodic_after(run: Running, saved: ZooState, now: ZooState) -> None:
+    # The workload says timer_silent after a second without a wakeup (wait_zoo fails on it): watch
+    # well past that, and at the timer's own pace (5 ms, so ~100 expirations every half second).
+    assert now.int("period_ms") == 5, "the timer's period changed"
+    since = time.monotonic()
+    later = wait_zoo(run.rootfs, lambda s: time.monotonic() - since > 2.5)
+    assert later.int("expirations") - now.int("expirations") > 200, (now, later)
+
+
 def locks_after(run: Running, saved: ZooState, now: ZooState) -> None:
     assert now.fields["holder"] == saved.fields["holder"]
     # From outside: the kernel's lock table has all three locks again, the flock and the POSIX
@@ -181,7 +190,7 @@ CASES = [
     # freeze): CRIU dumps it as it_value=0 with ticks=1 and would restore it disarmed
     # (checkpoint-restore/criu#3162); criu/fixups.py re-arms it in the dumped images, so it fires on.
     Case("timerfd-periodic-expired-while-frozen", "fds", ("--timer", "periodic", "--period-ms", "5"),
-         progress="expirations"),
+         progress="expirations", after=timerfd_periodic_after),
     Case("file-locks", "locks", flags=("--file-locks",), progress="checks", after=locks_after),
     Case("tcp-established", "tcp_pair", ("serve", "--port", "7000"), flags=("--tcp-established",),
          progress="sent", after=tcp_after),
