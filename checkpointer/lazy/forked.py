@@ -10,9 +10,11 @@ from __future__ import annotations
 import logging
 import os
 import select
+import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
@@ -48,8 +50,10 @@ class ForkedProcess:
             os.kill(self.pid, 9)
 
 
-def fork_supervisor(work: Path) -> tuple[ForkedProcess, int]:
-    """Fork a supervisor for `work`; returns it and the read end of its ready pipe."""
+def fork_supervisor(work: Path, main: Callable[[list[str]], int]) -> tuple[ForkedProcess, int]:
+    """Fork a supervisor for `work`, whose entry point is `main` (supervisor.main, given by the
+    caller: this module imports nothing of the supervisor's); returns it and the read end of its
+    ready pipe."""
     ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
     words_r, words_w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
@@ -57,6 +61,8 @@ def fork_supervisor(work: Path) -> tuple[ForkedProcess, int]:
         code = 70
         try:
             os.setsid()
+            for sig in (signal.SIGTERM, signal.SIGINT):  # the caller's handlers raise in its main loop
+                signal.signal(sig, signal.SIG_DFL)
             os.dup2(words_r, 0)
             null = os.open(os.devnull, os.O_RDWR)
             os.dup2(null, 1)
@@ -66,8 +72,6 @@ def fork_supervisor(work: Path) -> tuple[ForkedProcess, int]:
             sys.stdin = open(0, encoding="utf-8", closefd=False)
             sys.stdout = sys.stderr = open(1, "w", closefd=False)
             logging.root.handlers = []  # the caller's: their files are closed here (not ours to close)
-            from .supervisor import main
-
             code = main([str(work), "3"])
         finally:
             os._exit(code)

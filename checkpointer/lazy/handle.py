@@ -55,7 +55,9 @@ class Delivery:
     def fork(cls, work: Path) -> Delivery:
         """As launch, but the supervisor is a fork of this process (a few milliseconds instead of
         an interpreter's start). Only before this process starts any thread."""
-        process, ready = fork_supervisor(work)
+        from .supervisor import main
+
+        process, ready = fork_supervisor(work, main)
         return cls(work, process, ready)
 
     def begin(self, job: Job, *, timeout: float = START_TIMEOUT) -> None:

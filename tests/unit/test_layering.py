@@ -12,7 +12,7 @@ those inside functions too, so a lazy import cannot slip past).
 Every module belongs to exactly one layer: a new top-level module fails here until it is put in
 one. Imports form no cycle, module by module, and plumbing packages form no cycle package by
 package (`if TYPE_CHECKING:` imports are left out of the cycle check: they never run).
-KNOWN_CYCLES names the one cycle allowed for now, and why it is to go.
+KNOWN_CYCLES names the cycles allowed for now (none), each with why it is to go.
 """
 from __future__ import annotations
 
@@ -33,14 +33,9 @@ CLI = frozenset({"cli", "ui", "__main__"})
 CLI_MODULES = frozenset({"checkpointer.hooks.cli", "checkpointer.hooks.__main__"})
 RENDERING = ("typer", "rich")  # third-party packages only the CLI layer may import
 
-# Cycles allowed for now, each with what removes it. An entry that no longer matches a cycle fails
-# the test: take it out.
-KNOWN_CYCLES = {
-    # lazy/forked.py imports supervisor.main in the forked child, supervisor imports guard_client,
-    # and guard_client imports forked's ForkedProcess: forked.py should take the child's entry
-    # point from its caller.
-    frozenset({"checkpointer.lazy.forked", "checkpointer.lazy.guard_client", "checkpointer.lazy.supervisor"}),
-}
+# Cycles allowed for now, each with what removes it (none today). An entry that no longer matches a
+# cycle fails the test: take it out.
+KNOWN_CYCLES: set[frozenset[str]] = set()
 
 
 # -- reading the imports --------------------------------------------------------------------------
