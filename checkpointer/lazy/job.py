@@ -10,7 +10,8 @@ from typing import Any
 from .. import atomic
 from ..errors import CorruptData
 from ..oci.model import Descriptor
-from .memory import DeliveryPolicy
+from ..retry import RetryPolicy
+from .memory import DELIVERY_RETRY
 from .stop import Stopper
 
 JOB_FILE = "job.json"
@@ -39,7 +40,7 @@ class Job:
     chunks: tuple[Descriptor, ...]  # the pages layers of the checkpoint
     source: SourceSpec
     stopper: Stopper
-    policy: DeliveryPolicy = DeliveryPolicy()
+    policy: RetryPolicy = DELIVERY_RETRY  # retries of a chunk fetch; its deadline bounds every read
     jobs: int = 4
     budget: int = 256 << 20
     remove_images: bool = True  # once every page is in (or the restore failed)
@@ -54,13 +55,17 @@ class Job:
         try:
             return cls(Path(obj["images"]), Path(obj["work"]),
                        tuple(Descriptor.from_json(d) for d in obj["chunks"]), SourceSpec(**obj["source"]),
-                       Stopper.from_json(obj["stopper"]), DeliveryPolicy(**obj["policy"]), int(obj["jobs"]),
+                       Stopper.from_json(obj["stopper"]), _policy(obj["policy"]), int(obj["jobs"]),
                        int(obj["budget"]), bool(obj["removeImages"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise CorruptData(f"lazy restore job is malformed: {exc!r}") from None
 
     def write(self) -> Path:
         return write_json(self.work / JOB_FILE, self.to_json())
+
+
+def _policy(obj: dict[str, Any]) -> RetryPolicy:
+    return RetryPolicy(**{**obj, "schedule": tuple(obj.get("schedule", ()))})
 
 
 def write_json(path: Path, obj: Any) -> Path:

@@ -9,13 +9,12 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
 from ..errors import CkptError, CorruptData, RegistryError, Unreachable
+from ..retry import RetryPolicy
 from .chunks import Chunk, ChunkMap
 from .decode import decompress
 from .pagemap import PageIndex
@@ -24,14 +23,11 @@ from .source import ChunkSource
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class DeliveryPolicy:
-    deadline: float = 30.0  # seconds a read may wait, and a failing fetch keep retrying
-    backoff: float = 0.1  # first pause between two tries of one fetch, doubled each time
-    max_backoff: float = 2.0
-
-    def delay(self, attempt: int) -> float:
-        return random.uniform(self.backoff / 2, min(self.max_backoff, self.backoff * 2 ** (attempt - 1)))
+# The retries of a chunk fetch (checkpointer/retry.py's one policy): a pause of up to 0.1 s,
+# doubled after each failure up to 2 s, for as long as the deadline allows. The deadline is also
+# the longest any read waits for its chunk.
+DEADLINE = 30.0
+DELIVERY_RETRY = RetryPolicy(tries=1 << 30, base=0.1, cap=2.0, deadline=DEADLINE)
 
 
 def transient(exc: CkptError) -> bool:
@@ -60,9 +56,10 @@ class _Entry:
 
 class Memory:
     def __init__(self, source: ChunkSource, chunk_map: ChunkMap, index: PageIndex, *,
-                 policy: DeliveryPolicy = DeliveryPolicy(), jobs: int = 4, budget: int = 256 << 20,
+                 policy: RetryPolicy = DELIVERY_RETRY, jobs: int = 4, budget: int = 256 << 20,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
         self.source, self.map, self.policy = source, chunk_map, policy
+        self.deadline = policy.deadline if policy.deadline is not None else DEADLINE
         self.budget = budget
         self._clock, self._sleep = clock, sleep
         self._lock = threading.Condition()
@@ -164,11 +161,11 @@ class Memory:
                     return entry.data
                 if self.failure is not None:
                     raise self.failure
-                left = self.policy.deadline - (self._clock() - start)
+                left = self.deadline - (self._clock() - start)
                 if left <= 0:
                     why = f" (last error: {entry.trouble})" if entry.trouble else ""
                     raise Unreachable(f"chunk {chunk.desc.digest} of {chunk.pages_file} did not arrive within "
-                                      f"{self.policy.deadline:g} s{why}", hint="check the network and the registry")
+                                      f"{self.deadline:g} s{why}", hint="check the network and the registry")
                 if idle is None:
                     self._lock.wait(min(left, 0.5))
                     continue
@@ -208,25 +205,22 @@ class Memory:
                 self._lock.notify_all()
 
     def _fetch(self, chunk: Chunk, entry: _Entry) -> bytes:
-        """The chunk's verified blob, retried with backoff while the trouble may pass and the
-        deadline (from the first failure) allows."""
-        first_failure, attempt = None, 0
+        """The chunk's verified blob, retried by the policy while the trouble may pass and its
+        deadline (from the first try) allows."""
+        attempts, started = self.policy.start(sleep=self._sleep, clock=self._clock), self._clock()
         while True:
-            attempt += 1
             try:
                 return self.source.read_blob(chunk.desc)
             except CkptError as exc:
-                now = self._clock()
-                first_failure = first_failure if first_failure is not None else now
                 entry.trouble = exc
                 if not transient(exc) or self._closed:
                     raise
-                delay = self.policy.delay(attempt)
-                if now - first_failure + delay > self.policy.deadline:
-                    raise type(exc)(f"{exc} (still failing after {now - first_failure:.1f} s and {attempt} tries)",
-                                    hint=exc.hint) from None
-                log.info("pages chunk %s: %s; retry %d in %.2f s", chunk.desc.digest, exc, attempt, delay)
-                self._sleep(delay)
+                pause = attempts.failed()
+                if pause is None:
+                    raise type(exc)(f"{exc} (still failing after {self._clock() - started:.1f} s and "
+                                    f"{attempts.failures} tries)", hint=exc.hint) from None
+                log.info("pages chunk %s: %s; retry %d in %.2f s", chunk.desc.digest, exc, attempts.failures, pause)
+                attempts.pause(pause)
 
     def _drop(self, digest: str) -> None:
         entry = self._entries.pop(digest)

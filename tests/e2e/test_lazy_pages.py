@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,7 @@ from checkpointer.host import host_info
 from checkpointer.lazy.chunks import ChunkMap
 from checkpointer.lazy.handle import Delivery
 from checkpointer.lazy.job import Job, SourceSpec
-from checkpointer.lazy.memory import DeliveryPolicy
+from checkpointer.lazy.memory import DELIVERY_RETRY
 from checkpointer.lazy.pagemap import PageIndex
 from checkpointer.lazy.registry_source import RegistrySource
 from checkpointer.lazy.server import DaemonGone
@@ -193,7 +194,7 @@ def test_registry_gone_mid_restore_kills_the_container(dumped, tmp_path, runc_ro
         spec = SourceSpec("registry", host=registry.host, repository=ref.repository)
         # No prefetch beyond what is asked for: the pages the process needs next are still remote.
         job = _job(tmp_path, manifest, scratch, spec, runc_root, container_name, budget=1,
-                   policy=DeliveryPolicy(deadline=3.0))
+                   policy=replace(DELIVERY_RETRY, deadline=3.0))
         delivery = Delivery.start(job)
         registry.stop()  # after the pages the restore reads itself, before the rest
         started = time.monotonic()
@@ -237,7 +238,7 @@ def _stalled(dumped, tmp_path, runc_root, name, registry):
     bundle, layout, manifest, before = dumped
     ref, manifest, scratch = _pushed(layout, registry)
     spec = SourceSpec("registry", host=registry.host, repository=ref.repository)
-    job = _job(tmp_path, manifest, scratch, spec, runc_root, name, budget=1, policy=DeliveryPolicy(deadline=600))
+    job = _job(tmp_path, manifest, scratch, spec, runc_root, name, budget=1, policy=replace(DELIVERY_RETRY, deadline=600))
     delivery = Delivery.start(job)
     registry.stop()
     subprocess.run(["runc", "--root", str(runc_root), "restore", "--detach", "--lazy-pages", "--image-path",

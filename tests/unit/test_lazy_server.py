@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 import threading
+from dataclasses import replace
 
 import pytest
 from lazy_helpers import EAGER, LAZY, make_checkpoint
@@ -13,7 +14,7 @@ from lazy_helpers import EAGER, LAZY, make_checkpoint
 from checkpointer.errors import CorruptData
 from checkpointer.lazy import protocol as ps
 from checkpointer.lazy.chunks import ChunkMap
-from checkpointer.lazy.memory import DeliveryPolicy, Memory
+from checkpointer.lazy.memory import DELIVERY_RETRY, Memory
 from checkpointer.lazy.pagemap import PageIndex
 from checkpointer.lazy.server import DaemonGone, PageServer
 from checkpointer.lazy.source import LayoutSource
@@ -36,7 +37,7 @@ def _recv_exactly(sock: socket.socket, n: int) -> bytes:
 def rig(tmp_path):
     syn = make_checkpoint(tmp_path, TASKS)
     index = PageIndex.load(syn.images)
-    memory = Memory(LayoutSource(syn.layout), ChunkMap(syn.chunks), index, policy=DeliveryPolicy(deadline=2))
+    memory = Memory(LayoutSource(syn.layout), ChunkMap(syn.chunks), index, policy=replace(DELIVERY_RETRY, deadline=2))
     ours, daemon = socket.socketpair()
     server = PageServer(ours, index, memory)
     result = {}
