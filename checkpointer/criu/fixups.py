@@ -28,7 +28,7 @@ from pathlib import Path
 
 from .. import atomic
 from ..errors import CorruptData
-from .images import _IMG_COMMON, _images, _varint, _varint_fields
+from .images import IMG_COMMON, pycriu_images, varint, varint_fields
 
 FILES_IMG = "files.img"
 _FILES_MAGIC = 0x56303138  # criu/include/magic.h
@@ -99,7 +99,7 @@ def _read(path: Path) -> tuple[bytes, int] | None:
 
 def _entries(data: bytes, name: str) -> Iterator[_Entry]:
     """Each entry of a files.img: IMG_COMMON and FILES magic, then (u32 length, message)..."""
-    if len(data) < 8 or struct.unpack_from("<II", data) != (_IMG_COMMON, _FILES_MAGIC):
+    if len(data) < 8 or struct.unpack_from("<II", data) != (IMG_COMMON, _FILES_MAGIC):
         raise CorruptData(f"CRIU image {name} is not a files image")
     pos = 8
     while pos < len(data):
@@ -114,12 +114,12 @@ def _entries(data: bytes, name: str) -> Iterator[_Entry]:
 
 
 def _stalled_timer(data: bytes, entry: _Entry, name: str) -> _Stalled | None:
-    if _varint_fields(data, entry.start, entry.end, name).get(_FE_TYPE) != _TIMERFD:
+    if varint_fields(data, entry.start, entry.end, name).get(_FE_TYPE) != _TIMERFD:
         return None
     span = _submessage(data, entry, _FE_TFD, name)
     if span is None:
         raise CorruptData(f"CRIU image {name} has a timerfd entry without its timer")
-    timer = _varint_fields(data, span[0], span[1], name)
+    timer = varint_fields(data, span[0], span[1], name)
     interval = timer.get(_TFD_ISEC, 0) * 1_000_000_000 + timer.get(_TFD_INSEC, 0)
     ticks = timer.get(_TFD_TICKS, 0)
     if interval and ticks and not timer.get(_TFD_VSEC, 0) and not timer.get(_TFD_VNSEC, 0):
@@ -132,14 +132,14 @@ def _submessage(data: bytes, entry: _Entry, number: int, name: str) -> tuple[int
     last one counts)."""
     found, pos = None, entry.start
     while pos < entry.end:
-        key, pos = _varint(data, pos, entry.end, name)
+        key, pos = varint(data, pos, entry.end, name)
         wire = key & 7
         if wire == 0:
-            _, pos = _varint(data, pos, entry.end, name)
+            _, pos = varint(data, pos, entry.end, name)
         elif wire == 1:
             pos += 8
         elif wire == _LENGTH_DELIMITED:
-            length, pos = _varint(data, pos, entry.end, name)
+            length, pos = varint(data, pos, entry.end, name)
             if key >> 3 == number:
                 found = (pos, pos + length)
             pos += length
@@ -155,7 +155,7 @@ def _submessage(data: bytes, entry: _Entry, number: int, name: str) -> tuple[int
 def _rearmed(message: bytes, stalled: _Stalled, name: str) -> bytes:
     """The file_entry `message` with its timer's it_value set to 1 ns, re-encoded by pycriu's
     generated class, once every field CRIU requires is found there."""
-    entry = _images().pb.file_entry()
+    entry = pycriu_images().pb.file_entry()
     try:
         entry.ParseFromString(message)
     except Exception as exc:  # protobuf's DecodeError, or what else a hostile message provokes

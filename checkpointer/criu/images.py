@@ -9,10 +9,10 @@ from typing import Any
 from ..errors import CorruptData, MissingDependency
 
 PAGE_SIZE = 4096
-_PE_PRESENT = 4  # pagemap flag: the page's bytes are in pages-N.img
 
 
-def _images() -> Any:
+def pycriu_images() -> Any:
+    """pycriu.images (CRIU's image codecs), or MissingDependency saying how to get it."""
     try:
         import pycriu.images  # an optional system package, imported only when needed
     except ImportError:
@@ -22,10 +22,13 @@ def _images() -> Any:
     return pycriu.images
 
 
+_images = pycriu_images  # its earlier name
+
+
 def load(path: Path) -> dict[str, Any]:
     try:
         with open(path, "rb") as f:
-            image: dict[str, Any] = _images().load(f)
+            image: dict[str, Any] = pycriu_images().load(f)
             return image
     except MissingDependency:
         raise
@@ -58,29 +61,39 @@ def process_tree(images: Path) -> list[Process]:
 
 
 # CRIU's magic numbers (criu/include/magic.h)
-_IMG_COMMON, _IMG_SERVICE, _PAGEMAP_MAGIC = 0x54564319, 0x55105940, 0x56084025
+IMG_COMMON, IMG_SERVICE, PAGEMAP_MAGIC = 0x54564319, 0x55105940, 0x56084025
+PE_LAZY, PE_PRESENT = 2, 4  # pagemap_entry flags (criu/include/pagemap.h)
 
 
-def read_pagemap(path: Path) -> tuple[int, list[tuple[int, int]]]:
-    """(pages_id, [(vaddr, nr_pages)]): the regions whose bytes are in pages-<pages_id>.img, in
-    file order. Decoded here, not with pycriu: a save reads the pagemaps on its critical path,
-    and importing pycriu's protobuf modules costs more (~60 ms) than the decode.
+@dataclass(frozen=True, slots=True)
+class PagemapEntry:
+    vaddr: int
+    nr_pages: int
+    flags: int  # PE_PRESENT: its bytes are in the pages file; PE_LAZY: a lazy restore asks for them
+
+
+def read_pagemap_entries(path: Path) -> tuple[int, list[PagemapEntry]]:
+    """(pages_id, every entry with its flags) of one pagemap image, in file order: the regions
+    whose bytes are in pages-<pages_id>.img are the entries flagged PE_PRESENT. Decoded here, not
+    with pycriu: a save reads the pagemaps on its critical path, and importing pycriu's protobuf
+    modules costs more (~60 ms) than the decode.
     The two messages are pagemap_head {1: pages_id} and pagemap_entry {1: vaddr, 2: nr_pages,
     3: in_parent, 4: flags, 5: nr_pages as uint64}, each after a little-endian u32 length. CRIU
     4.2 writes the count to field 5 and 0 to field 2 (then named compat_nr_pages); older CRIUs
-    write field 2 only, and CRIU reads field 2 when 5 is absent."""
+    write field 2 only, and CRIU reads field 2 when 5 is absent. An entry without flags is
+    present (CRIU before 3.x wrote none)."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         raise CorruptData(f"CRIU image {path.name} is missing") from None
     magics = struct.unpack_from("<II", data) if len(data) >= 8 else (0, 0)
-    if magics[0] in (_IMG_COMMON, _IMG_SERVICE) and magics[1] == _PAGEMAP_MAGIC:
+    if magics[0] in (IMG_COMMON, IMG_SERVICE) and magics[1] == PAGEMAP_MAGIC:
         pos = 8
-    elif magics[0] == _PAGEMAP_MAGIC:  # images of CRIU before 1.1 have no first magic
+    elif magics[0] == PAGEMAP_MAGIC:  # images of CRIU before 1.1 have no first magic
         pos = 4
     else:
         raise CorruptData(f"CRIU image {path.name} is not a pagemap")
-    header, regions = None, []
+    header, entries = None, []
     while pos < len(data):
         if pos + 4 > len(data):
             raise CorruptData(f"CRIU image {path.name} ends inside an entry")
@@ -88,32 +101,40 @@ def read_pagemap(path: Path) -> tuple[int, list[tuple[int, int]]]:
         end = pos + 4 + size
         if end > len(data):
             raise CorruptData(f"CRIU image {path.name} ends inside an entry")
-        fields = _varint_fields(data, pos + 4, end, path.name)
+        fields = varint_fields(data, pos + 4, end, path.name)
         if header is None:
             header = fields.get(1, 0)
-        elif fields.get(4, _PE_PRESENT) & _PE_PRESENT:
+        else:
             pages = fields.get(5, fields.get(2))
             if 1 not in fields or pages is None:
                 raise CorruptData(f"CRIU image {path.name} has an entry without its address or size")
-            regions.append((fields[1], pages))
+            entries.append(PagemapEntry(fields[1], pages, fields.get(4, PE_PRESENT)))
         pos = end
     if header is None:
-        raise CorruptData("pagemap image has no header")
-    return header, regions
+        raise CorruptData(f"CRIU image {path.name} has no header")
+    return header, entries
 
 
-def _varint_fields(data: bytes, pos: int, end: int, name: str) -> dict[int, int]:
-    """The varint fields of one protobuf message (others are skipped), by field number."""
+def read_pagemap(path: Path) -> tuple[int, list[tuple[int, int]]]:
+    """(pages_id, [(vaddr, nr_pages)]): the regions whose bytes are in pages-<pages_id>.img, in
+    file order (read_pagemap_entries, the present ones)."""
+    pages_id, entries = read_pagemap_entries(path)
+    return pages_id, [(e.vaddr, e.nr_pages) for e in entries if e.flags & PE_PRESENT]
+
+
+def varint_fields(data: bytes, pos: int, end: int, name: str) -> dict[int, int]:
+    """The varint fields of one protobuf message in data[pos:end] (others are skipped), by field
+    number; `name` (the image's) goes into the CorruptData a malformed message raises."""
     out: dict[int, int] = {}
     while pos < end:
-        key, pos = _varint(data, pos, end, name)
+        key, pos = varint(data, pos, end, name)
         number, wire = key >> 3, key & 7
         if wire == 0:
-            out[number], pos = _varint(data, pos, end, name)
+            out[number], pos = varint(data, pos, end, name)
         elif wire == 1:
             pos += 8
         elif wire == 2:
-            length, pos = _varint(data, pos, end, name)
+            length, pos = varint(data, pos, end, name)
             pos += length
         elif wire == 5:
             pos += 4
@@ -124,7 +145,8 @@ def _varint_fields(data: bytes, pos: int, end: int, name: str) -> dict[int, int]
     return out
 
 
-def _varint(data: bytes, pos: int, end: int, name: str) -> tuple[int, int]:
+def varint(data: bytes, pos: int, end: int, name: str) -> tuple[int, int]:
+    """(value, position after it) of the protobuf varint at data[pos:end]."""
     value = shift = 0
     while pos < end and shift < 70:
         byte = data[pos]

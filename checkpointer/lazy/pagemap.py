@@ -1,63 +1,21 @@
 """Where each page of a checkpoint lives: CRIU's pagemap images decoded with their flags, as runs
 of pages that are contiguous both in a process's memory and in its pages-<id>.img file.
 
-A lazy restore needs the flags that `criu.images.read_pagemap` drops: pages marked PE_LAZY are
-left out by `criu restore --lazy-pages` and asked for by the lazy-pages daemon; every other
-present page is read by the restore itself from the local pages file."""
+A lazy restore needs the entries' flags (`criu.images.read_pagemap_entries`): pages marked
+PE_LAZY are left out by `criu restore --lazy-pages` and asked for by the lazy-pages daemon; every
+other present page is read by the restore itself from the local pages file."""
 from __future__ import annotations
 
 import bisect
 import re
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..criu import images as criu_images
-from ..errors import CorruptData
+from ..criu.images import PagemapEntry, read_pagemap_entries
 from .protocol import PAGE_SIZE, PE_LAZY, PE_PRESENT
 
 _TASK_PAGEMAP = re.compile(r"^pagemap-([0-9]+)\.img$")
 _ANY_PAGEMAP = re.compile(r"^pagemap-(?:shmem-)?[0-9]+\.img$")
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    vaddr: int
-    nr_pages: int
-    flags: int
-
-
-def read_entries(path: Path) -> tuple[int, list[Entry]]:
-    """(pages_id, every entry with its flags) of one pagemap image, in file order."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise CorruptData(f"CRIU image {path.name} is missing") from None
-    magics = struct.unpack_from("<II", data) if len(data) >= 8 else (0, 0)
-    if magics[0] in (criu_images._IMG_COMMON, criu_images._IMG_SERVICE) and magics[1] == criu_images._PAGEMAP_MAGIC:
-        pos = 8
-    else:
-        raise CorruptData(f"CRIU image {path.name} is not a pagemap")
-    header, entries = None, []
-    while pos < len(data):
-        if pos + 4 > len(data):
-            raise CorruptData(f"CRIU image {path.name} ends inside an entry")
-        (size,) = struct.unpack_from("<I", data, pos)
-        end = pos + 4 + size
-        if end > len(data):
-            raise CorruptData(f"CRIU image {path.name} ends inside an entry")
-        fields = criu_images._varint_fields(data, pos + 4, end, path.name)
-        if header is None:
-            header = fields.get(1, 0)
-        else:
-            pages = fields.get(5, fields.get(2))
-            if 1 not in fields or pages is None:
-                raise CorruptData(f"CRIU image {path.name} has an entry without its address or size")
-            entries.append(Entry(fields[1], pages, fields.get(4, PE_PRESENT)))
-        pos = end
-    if header is None:
-        raise CorruptData(f"CRIU image {path.name} has no header")
-    return header, entries
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +32,7 @@ class Run:
         return self.vaddr + self.length
 
 
-def runs_of(entries: list[Entry]) -> list[Run]:
+def runs_of(entries: list[PagemapEntry]) -> list[Run]:
     """The present entries as runs: neighbours whose addresses touch and whose laziness agrees are
     joined (CRIU splits runs at its pipe size, 1 MiB). Offsets follow the file order."""
     out: list[Run] = []
@@ -130,7 +88,7 @@ class PageIndex:
         for path in sorted(images.iterdir()):
             if not _ANY_PAGEMAP.match(path.name):
                 continue
-            pages_id, entries = read_entries(path)
+            pages_id, entries = read_pagemap_entries(path)
             name = f"pages-{pages_id}.img"
             runs = runs_of(entries)
             task = _TASK_PAGEMAP.match(path.name)

@@ -12,7 +12,9 @@ from lazy_helpers import EAGER, LAZY, make_checkpoint, pagemap_image
 from checkpointer.errors import CorruptData, UsageError
 from checkpointer.lazy import protocol as ps
 from checkpointer.lazy.chunks import ChunkMap
-from checkpointer.lazy.pagemap import Entry, PageIndex, read_entries, runs_of
+from checkpointer.criu.images import PagemapEntry as Entry
+from checkpointer.criu.images import read_pagemap_entries as read_entries
+from checkpointer.lazy.pagemap import PageIndex, runs_of
 
 P = ps.PAGE_SIZE
 
