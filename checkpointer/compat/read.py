@@ -13,6 +13,7 @@ from pathlib import Path
 from .. import __version__
 from ..errors import UsageError
 from ..format.config import CheckpointConfig
+from ..format.pod import refuse_pod
 from ..format.read import unpack_layer
 from ..host import HostInfo
 from ..oci import annotations as ann
@@ -55,6 +56,7 @@ def image_to_ckpt(src: Layout, desc: Descriptor, out: Layout, work: Path, *,
     top: Mapping[str, str] = {}
     if desc.media_type in mt.INDEX_TYPES:
         index = Index.from_bytes(src.read_blob(desc))
+        refuse_pod(index, desc.digest)  # one member of a pod is not the pod (docs/format.md section 6)
         if containerd.is_legacy(index):
             extra = containerd.unpack(src, index, work)
             info = read_info(work)

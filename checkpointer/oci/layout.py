@@ -239,21 +239,35 @@ class Layout:
         raise NotFound(f"no checkpoint named {ref_name!r} in {self.root}", hint="`ckpt ls` lists them")
 
     def tag(self, ref_name: str, desc: Descriptor) -> None:
-        """Point `ref_name` at the manifest `desc`, whose blobs must all be present already."""
-        manifest = self.read_manifest(desc)
+        """Point `ref_name` at the manifest (or index) `desc`, whose blobs must all be present already."""
         entry = desc.with_annotations({ann.REF_NAME: ref_name})
         with self.locked():
             # Checked under the lock gc() takes: until the tag is written nothing references these
             # blobs, so a gc() between a check outside the lock and the write could remove them.
-            for blob in (desc, *manifest.blobs()):
-                if blob.media_type != mt.OCI_EMPTY and not self.has_blob(blob.digest):
-                    raise CorruptData(f"refusing to tag {ref_name}: blob {blob.digest} is missing")
-            for blob in (desc, *manifest.blobs()):
-                if blob.media_type != mt.OCI_EMPTY:
-                    _fsync_path(self.blob_path(blob.digest))
+            blobs = self._tree(desc, ref_name)
+            for blob in blobs:
+                _fsync_path(self.blob_path(blob.digest))
             _fsync_path(self.root / "blobs" / "sha256")
             kept = [d for d in self.index().manifests if d.annotations.get(ann.REF_NAME) != ref_name]
             self._write_index(Index((*kept, entry)))
+
+    def _tree(self, desc: Descriptor, ref_name: str) -> list[Descriptor]:
+        """`desc` (NotFound if it is not here) and every blob it names, through an index down to its
+        manifests' blobs (all but the empty descriptor); CorruptData naming `ref_name` if one is missing."""
+        out: list[Descriptor] = []
+        todo = [desc]
+        while todo:
+            blob = todo.pop()
+            if not self.has_blob(blob.digest):
+                if blob is desc:
+                    raise NotFound(f"refusing to tag {ref_name}: {desc.digest} is not in {self.root}")
+                raise CorruptData(f"refusing to tag {ref_name}: blob {blob.digest} is missing")
+            out.append(blob)
+            if blob.media_type in mt.INDEX_TYPES:
+                todo.extend(Index.from_bytes(self.read_blob(blob)).manifests)
+            elif blob is desc or blob.media_type in mt.MANIFEST_TYPES:
+                todo.extend(b for b in self.read_manifest(blob).blobs() if b.media_type != mt.OCI_EMPTY)
+        return out
 
     def untag(self, ref_name: str) -> Descriptor:
         with self.locked():

@@ -198,14 +198,17 @@ class Index:
     manifests: tuple[Descriptor, ...]
     annotations: Mapping[str, str] = field(default_factory=dict)
     media_type: str = mt.OCI_INDEX
+    artifact_type: str | None = None  # OCI 1.1 allows it on an index too (a pod checkpoint has one)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "manifests", tuple(self.manifests))
         object.__setattr__(self, "annotations", _frozen(self.annotations))
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"schemaVersion": 2, "mediaType": self.media_type,
-                               "manifests": [m.to_json() for m in self.manifests]}
+        out: dict[str, Any] = {"schemaVersion": 2, "mediaType": self.media_type}
+        if self.artifact_type:
+            out["artifactType"] = self.artifact_type
+        out["manifests"] = [m.to_json() for m in self.manifests]
         if self.annotations:
             out["annotations"] = dict(self.annotations)
         return out
@@ -226,10 +229,14 @@ class Index:
         manifests = obj.get("manifests")
         if not isinstance(manifests, list):
             raise CorruptData("index: manifests is not a list")
+        artifact_type = obj.get("artifactType")
+        if artifact_type is not None and not isinstance(artifact_type, str):
+            raise CorruptData("index: artifactType is not a string")
         return cls(
             manifests=tuple(Descriptor.from_json(m, f"index entry {i}") for i, m in enumerate(manifests)),
             annotations=_strings(obj.get("annotations"), "index"),
             media_type=media_type,
+            artifact_type=artifact_type,
         )
 
 
