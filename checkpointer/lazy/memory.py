@@ -64,6 +64,9 @@ class Memory:
         self._clock, self._sleep = clock, sleep
         self._lock = threading.Condition()
         self._entries: dict[str, _Entry] = {}
+        # Contents whose every lazy byte went to the daemon: a prefetch that lags behind the
+        # faults must not fetch one again (nobody would ask for it, and it would stay held).
+        self._served_out: set[str] = set()
         self._resident = 0  # decompressed bytes held or being fetched
         self._queue: list[tuple[int, int, Chunk]] = []
         self._seq = itertools.count()
@@ -104,6 +107,7 @@ class Memory:
                     continue
                 entry.remaining -= min(offset + length, chunk.end) - max(offset, chunk.offset)
                 if entry.remaining <= 0 and entry.ready.is_set():
+                    self._served_out.add(chunk.desc.digest)
                     self._drop(chunk.desc.digest)
 
     def release_unneeded(self) -> None:
@@ -115,6 +119,8 @@ class Memory:
 
     def want(self, chunk: Chunk, *, urgent: bool) -> None:
         with self._lock:
+            if not urgent and chunk.desc.digest in self._served_out:
+                return
             if self._closed or chunk.desc.digest in self._entries:
                 entry = self._entries.get(chunk.desc.digest)
                 if entry is not None:

@@ -203,3 +203,25 @@ def test_decompress_takes_one_frame_or_several_and_nothing_else():
                         (one + one, len(data)), (b"garbage", 7), (one[:-10], len(data))):
         with pytest.raises(CorruptData):
             decompress(bad, length, "c")
+
+
+def test_a_prefetch_that_lags_behind_the_faults_fetches_nothing_already_served(syn):
+    """The daemon's faults can run ahead of the background prefetch: a chunk whose every lazy
+    byte was served is not fetched again by the prefetch (nobody would ask for it, and it would
+    stay held). A fault on it, should one come, still fetches it."""
+    index = PageIndex.load(syn.images)
+    cmap = ChunkMap(syn.chunks)
+    source = ScriptedSource(syn.layout)
+    memory = Memory(source, cmap, index)
+    for offset, length in index.lazy_ranges("pages-1.img"):
+        memory.read("pages-1.img", offset, length)
+        memory.served("pages-1.img", offset, length)
+    assert memory.resident == 0
+    fetched = dict(source.calls)
+    for chunk in lazy_order(cmap, index):  # what a lagging prefetch then asks for
+        memory.want(chunk, urgent=False)
+    assert memory.resident == 0 and source.calls == fetched
+    first = next(iter(lazy_order(cmap, index)))
+    memory.want(first, urgent=True)
+    assert memory.resident == first.length
+    memory.close()
