@@ -14,14 +14,14 @@ import typer
 
 from .. import ui
 from ..errors import CkptError, StorageError
-from . import check, hooks, registry, save, store  # noqa: F401 - each registers its commands on the app
+from . import check, hooks, registry, save, status, store  # noqa: F401 - each registers its commands on the app
 from .app import State, app
 
 __all__ = ["app", "main", "run"]
 
 # The order `ckpt --help` lists the commands in.
-ORDER = ("save", "restore", "inspect", "convert", "export", "ls", "rm", "push", "pull", "login", "logout", "check",
-         "fsck")
+ORDER = ("save", "restore", "status", "inspect", "convert", "export", "ls", "rm", "push", "pull", "login", "logout",
+         "check", "fsck")
 app.registered_commands.sort(key=lambda c: ORDER.index(c.name or c.callback.__name__))  # type: ignore[union-attr]
 
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -22,6 +22,9 @@ from .options import (
     private_keys,
     public_keys,
 )
+
+if TYPE_CHECKING:
+    from ..porcelain.restore import RestoreResult
 
 
 @app.command(epilog=REF_HELP)
@@ -84,6 +87,13 @@ def restore(
     force: Annotated[bool, typer.Option("--force", help="Restore even if the host looks incompatible.")] = False,
     if_running: Annotated[bool, typer.Option(
         "--if-running-ok", help="Succeed without doing anything if a container of that name is running.")] = False,
+    lazy: Annotated[bool, typer.Option(
+        "--lazy", help="runc: run the container before its memory has arrived. A background page supervisor "
+                       "brings the memory in (what the container touches first), until every page is in; "
+                       "`ckpt status` shows it. If the memory cannot arrive, the container is killed.")] = False,
+    wait: Annotated[bool, typer.Option(
+        "--wait", help="With --lazy: return once every page is in (exit code of the failure if delivery "
+                       "fails).")] = False,
     engine: Engine = None, decrypt_key: DecryptKey = None,
     runc_root: RuncRoot = None, registry: Registry,
     as_json: Json = False,
@@ -92,15 +102,33 @@ def restore(
     bare process tree; it carries on where it stopped."""
     from ..porcelain import restore as porcelain
 
+    if wait and not lazy:
+        raise UsageError("--wait goes with --lazy", hint="an eager restore returns once every page is in")
     request = porcelain.RestoreRequest(name=name, engine=engine, runc_root=runc_root, force=force,
-                                       if_running=if_running, decrypt_keys=tuple(private_keys(decrypt_key)))
-    with ui.progress(not as_json) as on_progress:
-        result = porcelain.restore(ref, request, home=home(), registry=registry.options(), on_progress=on_progress)
+                                       if_running=if_running, decrypt_keys=tuple(private_keys(decrypt_key)), lazy=lazy)
+    if lazy:  # no progress bars: their thread would start before the page supervisor is forked
+        result = porcelain.restore(ref, request, home=home(), registry=registry.options())
+    else:
+        with ui.progress(not as_json) as on_progress:
+            result = porcelain.restore(ref, request, home=home(), registry=registry.options(), on_progress=on_progress)
+    final = None
+    if not as_json:
+        _show_restored(result)
+    if wait and result.delivery:
+        from .status import follow
+
+        final = follow(result.delivery, display=not as_json)
     if as_json:
-        ui.print_json(asdict(result))
-        return
+        shown = {k: v for k, v in asdict(result).items() if k != "delivery" or v is not None}
+        ui.print_json({**shown, **({"delivered": final.to_json()} if final else {})})
+    if final is not None and (error := final.error()) is not None:
+        raise error
+
+
+def _show_restored(result: RestoreResult) -> None:
     verb = "already running" if result.already_running else "restored"
     where = f", bundle {result.bundle}" if result.bundle else ""
-    ui.out.print(f"{verb} {result.container} into {result.engine} (pid {result.pid}{where})")
+    lazily = ", memory arriving (ckpt status " + result.container + ")" if result.delivery else ""
+    ui.out.print(f"{verb} {result.container} into {result.engine} (pid {result.pid}{where}){lazily}")
     for warning in result.warnings:
         ui.err.print(f"[bold yellow]WARNING[/]: {ui.escape(warning)}")

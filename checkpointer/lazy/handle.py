@@ -8,6 +8,7 @@ the restore once it is ready, tell it how that went, and read its state later on
     runc restore --lazy-pages --image-path job.images --work-path job.work ...
     delivery.restored(init_pid)                 # or delivery.abandon() if the restore failed
     status = delivery.wait()                    # optional: the supervisor carries on without us
+    delivery.close()                            # the caller lets go
 
 The supervisor runs in a session of its own and outlives the caller; `Status.read(work)` gives
 its state from any process. A failure comes back as the ckpt error that caused it (same class
@@ -63,22 +64,37 @@ class Delivery:
     def begin(self, job: Job, *, timeout: float = START_TIMEOUT) -> None:
         """Hand the supervisor its job; returns once the restore may run (its pages files are
         written, the daemon listens), or raises why it cannot."""
+        self.submit(job)
+        self.ready(timeout=timeout)
+
+    def submit(self, job: Job) -> None:
+        """Hand the supervisor its job and return at once: it writes the pages files and starts the
+        daemon while the caller does other work (the root filesystem); ready() waits for that."""
         if job.work != self.work:
             raise ValueError(f"the job's work directory {job.work} is not {self.work}")
         self.job = job
         job.write()
         self._say("job")
+
+    def ready(self, *, timeout: float = START_TIMEOUT) -> None:
+        """Until the restore may run; raises why it cannot."""
+        assert self.job is not None, "submit the job first"
         try:
             word = _read_word(self._ready, timeout)
         finally:
-            os.close(self._ready)
+            self._close_ready()
         if word != "ready":
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.process.kill()
             raise self.error() or CkptError("the lazy restore's page supervisor did not start",
-                                            hint=f"see {job.work / 'supervisor.log'}")
+                                            hint=f"see {self.job.work / 'supervisor.log'}")
+
+    def _close_ready(self) -> None:
+        if self._ready >= 0:
+            os.close(self._ready)
+            self._ready = -1
 
     @classmethod
     def start(cls, job: Job, *, timeout: float = START_TIMEOUT) -> Delivery:
@@ -94,7 +110,19 @@ class Delivery:
         self._say(f"restored {init_pid}")
 
     def abandon(self) -> None:
+        """The restore failed (or never ran): pages stop. Before a job, the supervisor just exits."""
         self._say("abandon")
+        self._close_ready()
+
+    def close(self) -> None:
+        """Let go of the pipes to the supervisor (it carries on; a supervisor still waiting for its
+        job takes that as the caller gone, and exits)."""
+        self._close_ready()
+        if self.process.stdin is not None:
+            try:
+                self.process.stdin.close()
+            except OSError:
+                pass
 
     def status(self) -> Status:
         return Status.read(self.work)

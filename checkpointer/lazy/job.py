@@ -31,6 +31,7 @@ class SourceSpec:
     plain_http: bool | None = None
     ca_dir: str | None = None
     cache: str | None = None
+    cache_limit: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -137,6 +137,8 @@ class Relay:
             if not got:
                 for fd in fds:
                     os.close(fd)
+                if not self.finished:  # the restore failed (and killed what it had made)
+                    raise CriuFailed("the restore ended before it had restored every process")
                 return
             if flags & socket.MSG_CTRUNC:
                 raise CriuFailed("the restore sent more descriptors at once than the relay takes")

@@ -46,11 +46,13 @@ def open_source(spec: SourceSpec) -> ChunkSource:
     if spec.kind == "registry" and spec.host and spec.repository:
         from ..registry import RetryPolicy
         from ..registry.client import Registry
+        from .cache import ChunkCache
         from .registry_source import RegistrySource
 
         # One try per request: Memory retries with its own backoff, within the restore's deadline.
         registry = Registry(spec.host, insecure=spec.insecure, ca_dir=spec.ca_dir, plain_http=spec.plain_http,
                             timeout=10.0, retry=RetryPolicy(tries=1))
-        cache = Layout(Path(spec.cache), create=True) if spec.cache else None
+        cache = ChunkCache(Path(spec.cache), spec.cache_limit if spec.cache_limit is not None else 1 << 62) \
+            if spec.cache else None
         return RegistrySource(registry, spec.repository, cache=cache)
     raise UsageError(f"lazy restore source {spec.kind!r} is not one this version knows")

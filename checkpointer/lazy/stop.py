@@ -3,6 +3,7 @@ wait until its init is gone, and only then let the userfaultfds close (see uffd.
 from __future__ import annotations
 
 import select
+import shutil
 import signal
 import subprocess
 import time
@@ -15,17 +16,20 @@ from ..errors import RuntimeFailed
 @dataclass(frozen=True, slots=True)
 class Stopper:
     """`kill` SIGKILLs every process of the container (`runc --root R kill --all ID KILL`);
-    `cleanup` runs after they are gone (`runc --root R delete --force ID`)."""
+    `cleanup` runs after they are gone (`runc --root R delete --force ID`); then the directories
+    in `remove` (the restored container's bundle) are removed: nothing of it is left."""
 
     kill: tuple[str, ...]
     cleanup: tuple[tuple[str, ...], ...] = ()
+    remove: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {"kill": list(self.kill), "cleanup": [list(c) for c in self.cleanup]}
+        return {"kill": list(self.kill), "cleanup": [list(c) for c in self.cleanup], "remove": list(self.remove)}
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> Stopper:
-        return cls(tuple(str(a) for a in obj["kill"]), tuple(tuple(str(a) for a in c) for c in obj.get("cleanup", ())))
+        return cls(tuple(str(a) for a in obj["kill"]), tuple(tuple(str(a) for a in c) for c in obj.get("cleanup", ())),
+                   tuple(str(a) for a in obj.get("remove", ())))
 
 
 def stop_container(stopper: Stopper, pidfds: list[int], *, run_kill: bool = True, wait: float = 10.0) -> None:
@@ -55,3 +59,5 @@ def stop_container(stopper: Stopper, pidfds: list[int], *, run_kill: bool = True
     if run_kill:
         for command in stopper.cleanup:
             subprocess.run(command, capture_output=True, stdin=subprocess.DEVNULL, check=False)
+    for path in stopper.remove:  # the container is gone (or never came to be): its bundle goes too
+        shutil.rmtree(path, ignore_errors=True)

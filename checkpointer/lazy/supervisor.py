@@ -16,6 +16,7 @@ Its state and progress are in WORK_DIR/status.json throughout.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -30,7 +31,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ..errors import CkptError
+from ..criu.options import log_tail
+from ..errors import CkptError, CriuFailed
 from ..progress import Update
 from .chunks import ChunkMap
 from .daemon import LazyPagesDaemon
@@ -53,7 +55,8 @@ RESTORE_WAIT = 600.0  # a restore that has not begun this long after "ready" is 
 
 
 class Abandoned(CkptError):
-    """The caller's restore failed: the restore has cleaned up its processes, pages stop."""
+    """The caller's restore failed (or a step after it): pages stop, and whatever the restore made
+    is killed first, as for any failure (a failed restore killed its processes itself already)."""
 
 
 class ContainerExited(CkptError):
@@ -126,10 +129,9 @@ class Supervisor:
             # range the process zaps later would fault into a descriptor nobody reads.
             self._let_go()
             self.board.update(state=COMPLETE, served_bytes=outcome.served_bytes, finished=time.time())
-        elif isinstance(outcome.error, (ContainerExited, Abandoned)):
+        elif isinstance(outcome.error, ContainerExited):
             self._let_go()
-            state = EXITED if isinstance(outcome.error, ContainerExited) else FAILED
-            self.board.update(state=state, error=error_json(outcome.error), finished=time.time())
+            self.board.update(state=EXITED, error=error_json(outcome.error), finished=time.time())
         else:
             assert outcome.error is not None
             self._fail(outcome.error)
@@ -218,6 +220,9 @@ class Supervisor:
             self.board.update(container_pid=task.pid)
 
     def _relay_failed(self, error: CkptError) -> None:
+        if isinstance(error, CriuFailed) and not error.log_tail:
+            error = CriuFailed(str(error), log_tail=log_tail(self.job.work / "restore.log"),
+                               hint="the CRIU log lines above say why")
         self._stop(error)
 
     def _restore_finished(self) -> None:
@@ -295,12 +300,39 @@ def _listen(supervisor: Supervisor) -> None:
             return
 
 
+LOCK_FILE = "supervisor.lock"
+
+
+def hold_lock(work: Path) -> int:
+    """Lock WORK_DIR/supervisor.lock for as long as this process lives: whoever finds it locked
+    knows a supervisor still owns the restore (`is_alive`)."""
+    fd = os.open(work / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd  # never closed: the lock goes with the process
+
+
+def is_alive(work: Path) -> bool:
+    """Whether a supervisor still owns the restore whose work directory is `work`."""
+    try:
+        fd = os.open(work / LOCK_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
 def main(argv: list[str]) -> int:
     work, ready = Path(argv[0]), os.fdopen(int(argv[1]), "w")
     logging.basicConfig(filename=str(work / "supervisor.log"), level=logging.INFO, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     threading.excepthook = lambda args: log.error("thread %s failed", args.thread.name if args.thread else "?",
                                                   exc_info=args.exc_value)
+    hold_lock(work)
     guard = GuardClient.start(fork=True)  # no thread runs yet: a fork is safe, and quick
     if sys.stdin.readline().strip() != "job":
         guard.release()

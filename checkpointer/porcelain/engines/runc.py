@@ -20,15 +20,19 @@ from typing import ClassVar
 from ... import atomic
 from ...criu import config as criu_config
 from ...criu import netns
+from ...criu.diagnose import criu_failed
+from ...criu.options import CriuOptions
 from ...errors import AlreadyExists, CkptError, CorruptData, UsageError
 from ...format import roles
 from ...format.read import Checkpoint, unpack_images, unpack_layer
 from ...format.source import BlobSource
 from ...host import tree_rss
+from ...lazy.stop import Stopper
 from ...oci import tarball
 from ...progress import Update
-from ...runtime.runc import Runc, load_spec, rootfs_of
+from ...runtime.runc import ContainerState, Runc, load_spec, rootfs_of
 from ...timing import phase
+from ..deliveries import LazyPages
 from ..home import disk_errors
 from ..locks import container_lock
 from ..repair import repair_images
@@ -241,6 +245,51 @@ class RuncEngine:
             self.ctx.on_progress(Update("restore", 1, 1, name))
         return Restored(name, state.pid, bundle, warnings=netns.warnings_after_restore(network, state.pid))
 
+    def restore_lazy(self, source: BlobSource, checkpoint: Checkpoint, name: str, pages: LazyPages) -> Restored:
+        """Restore `checkpoint` as `name` before its memory is here: the CRIU images without their
+        pages, then `runc restore --lazy-pages`, with the page supervisor `pages` (started by the
+        caller, waiting for its job) serving every page the container needs, and then the rest.
+        Returns once the container runs. On any failure everything this made is removed again,
+        the container killed first (by the supervisor too, if it had come up)."""
+        bundle = self.ctx.home.bundle_path(name)
+        if bundle.exists():
+            shutil.rmtree(bundle)  # left by a restore that was killed; no runc container uses it
+
+        def remove() -> None:
+            if self.runc.exists(name):
+                self.runc.delete(name)
+            shutil.rmtree(bundle, ignore_errors=True)
+
+        runc = [self.runc.binary, *(["--root", str(self.runc.root)] if self.runc.root else [])]
+        stopper = Stopper(kill=(*runc, "kill", "--all", name, "KILL"), cleanup=((*runc, "delete", "--force", name),),
+                          remove=(str(bundle),))
+        try:
+            with undone_on_failure(remove, interrupted=RESTORE_INTERRUPTED), \
+                    disk_errors("could not unpack the checkpoint"):
+                with phase("unpack criu images"):
+                    for layer in checkpoint.layers(roles.CRIU):
+                        unpack_layer(source, layer, pages.images, tarball.CRIU_IMAGES)
+                    repair_images(pages.images)
+                pages.submit(checkpoint.layers(roles.PAGES), stopper)  # pages files and daemon meanwhile
+                with phase("unpack rootfs"):
+                    spec = self._prepare_bundle(source, checkpoint, bundle, None)
+                network = checkpoint.config.network or netns.NetworkState.assumed(spec)
+                options = checkpoint.config.criu_options
+                criu_conf = criu_config.restore_config(pages.work, network, tcp_established=options.tcp_established)
+                with phase("page supervisor ready"):
+                    pages.ready()
+                self.ctx.on_progress(Update("restore", 0, 1, name))
+                with phase("runc restore --lazy-pages"):
+                    state = _restore_lazily(self.runc, name, bundle, pages, options, criu_conf)
+                pages.restored(state.pid)
+                self.ctx.on_progress(Update("restore", 1, 1, name))
+        except BaseException as exc:
+            pages.abandon()  # after the container was removed: none of it ever runs on missing pages
+            if isinstance(exc, CkptError) and (cause := pages.error()) is not None:
+                raise cause from exc  # delivery failed first (a chunk, the registry): that is why
+            raise
+        return Restored(name, state.pid, bundle, warnings=netns.warnings_after_restore(network, state.pid))
+
     def _prepare_bundle(self, source: BlobSource, checkpoint: Checkpoint, bundle: Path,
                         unpacked: Path | None) -> dict:
         spec_layer = checkpoint.layer(roles.SPEC)
@@ -267,3 +316,17 @@ class RuncEngine:
         atomic.write_bytes(bundle / "config.json", json.dumps(spec, indent=2).encode(), mode=0o644)
         return spec
 
+
+
+def _restore_lazily(runc: Runc, name: str, bundle: Path, pages: LazyPages, options: CriuOptions,
+                    criu_conf: Path | None) -> ContainerState:
+    """`runc restore --lazy-pages`, the images in `pages.images` and CRIU's work directory (where
+    it finds lazy-pages.socket) `pages.work`; otherwise as Runc.restore runs it."""
+    args = ["restore", "--detach", "--lazy-pages", "--image-path", str(pages.images), "--work-path",
+            str(pages.work), "--bundle", str(bundle), *options.for_restore().flags(), name]
+    res = runc._run(args, pages.work / "runc.log", criu_conf)
+    if res.returncode != 0:
+        runc.delete(name)
+        raise criu_failed(f"runc could not restore {name!r} lazily", log=pages.work / "restore.log",
+                          output=res.stdout.strip())
+    return runc.state(name)

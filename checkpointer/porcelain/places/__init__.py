@@ -11,6 +11,7 @@ from typing import Any
 
 from ...errors import UsageError
 from ...format.read import is_checkpoint, open_checkpoint
+from ...lazy.job import SourceSpec
 from ...oci import mediatypes as mt
 from ...oci.layout import Layout
 from ...progress import OnProgress, noop
@@ -21,8 +22,8 @@ from .base import Opened, Prefetch, RegistryOptions, Sink, Source
 from .layout import LayoutSink, LayoutSource, StoreSink, copy_blobs, open_layout, open_store
 from .registry import RegistrySink, RegistrySource
 
-__all__ = ["Opened", "Prefetch", "RegistryOptions", "Sink", "Source", "copy_blobs", "local_name_for",
-           "open_sink", "open_source", "read_checkpoint"]
+__all__ = ["Opened", "Prefetch", "RegistryOptions", "Sink", "Source", "chunk_source", "copy_blobs",
+           "local_name_for", "open_sink", "open_source", "read_checkpoint"]
 
 
 Reading = AbstractContextManager[Source]
@@ -45,7 +46,9 @@ def _(ref: LayoutRef, home: Home, registry: RegistryOptions, on_progress: OnProg
 
 @_source.register
 def _(ref: RegistryRef, home: Home, registry: RegistryOptions, on_progress: OnProgress) -> Reading:
-    return nullcontext(RegistrySource(ref, home.store(), registry, on_progress))
+    from ..cache import open_cache
+
+    return nullcontext(RegistrySource(ref, home.store(), registry, on_progress, open_cache(home)))
 
 
 @_source.register
@@ -112,7 +115,7 @@ def read_checkpoint(ref: Ref, home: Home, *, registry: RegistryOptions = Registr
             out = Layout(work / "layout", create=True)
             new, origin = image_to_ckpt(layout, source.descriptor, out, work / "archive",
                                         index_annotations=source.index_annotations, on_progress=on_progress)
-            converted = LayoutSource(out, new, origin)
+            converted = LayoutSource(out, new, origin, durable=False)
             yield Opened(converted, open_checkpoint(converted, new))
 
 
@@ -123,7 +126,8 @@ def _decrypted(source: Source, keys: Sequence[Any], need_plaintext: bool) -> Sou
 
     if keys:
         layout = source.complete()
-        return LayoutSource(layout, decrypt_manifest(layout, source.descriptor, keys), source.origin)
+        # The plaintext manifest is left untagged in the store: gc may take it once this command ends.
+        return LayoutSource(layout, decrypt_manifest(layout, source.descriptor, keys), source.origin, durable=False)
     if need_plaintext:
         raise KeyRequired("this checkpoint is encrypted", hint="give the private key with --decrypt-key KEY.pem")
     return source
@@ -144,3 +148,32 @@ def _(ref: RegistryRef) -> StoreRef:
 def _(ref: LayoutRef) -> StoreRef:
     return StoreRef(ref.path.name.lower() or "checkpoint", ref.tag)
 
+
+
+@singledispatch
+def chunk_source(source: Any, home: Home) -> SourceSpec:
+    """Where a lazy restore's page supervisor, a process of its own that outlives this command, reads
+    the pages chunks of `source` from; UsageError (why) where it cannot."""
+    raise UsageError(f"a checkpoint read from {type(source).__name__} cannot be restored lazily",
+                     hint="restore it without --lazy")
+
+
+@chunk_source.register
+def _(source: RegistrySource, home: Home) -> SourceSpec:
+    from ..cache import cache_limit, cache_path
+
+    opts = source.options
+    return SourceSpec("registry", host=source.ref.api_host, repository=source.ref.repository,
+                      insecure=opts.insecure, ca_dir=str(opts.ca_dir) if opts.ca_dir else None,
+                      cache=str(cache_path(home)) if source.cache is not None else None,
+                      cache_limit=cache_limit(home) if source.cache is not None else None)
+
+
+@chunk_source.register
+def _(source: LayoutSource, home: Home) -> SourceSpec:
+    if not source.durable:
+        raise UsageError(f"this checkpoint ({source.origin}) was converted or decrypted for this command only, and "
+                         "a lazy restore reads its memory after the command has returned",
+                         hint="restore it without --lazy, or first store it in ckpt's format: "
+                              "`ckpt convert REF NAME`, then `ckpt restore --lazy NAME`")
+    return SourceSpec("layout", layout=str(source.layout.root))

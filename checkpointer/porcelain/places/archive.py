@@ -23,7 +23,7 @@ def open_archive(ref: ArchiveRef, home: Home, on_progress: OnProgress) -> Iterat
     with home.workdir("import-") as work:
         layout = Layout(work / "layout", create=True)
         desc, origin = archive_to_ckpt(ref.path, layout, work / "archive", on_progress=on_progress)
-        yield LayoutSource(layout, desc, origin)
+        yield LayoutSource(layout, desc, origin, durable=False)
 
 
 class ArchiveSink:

@@ -15,10 +15,13 @@ from .base import Prefetch
 
 
 class LayoutSource:
-    """Reads from a layout that already holds every blob."""
+    """Reads from a layout that already holds every blob. `durable`: the layout outlives the command
+    (the store, an `oci:` directory), unlike a scratch layout an archive or another engine's
+    checkpoint was converted into."""
 
-    def __init__(self, layout: Layout, descriptor: Descriptor, origin: str = "ckpt") -> None:
-        self.layout, self.descriptor, self.origin = layout, descriptor, origin
+    def __init__(self, layout: Layout, descriptor: Descriptor, origin: str = "ckpt", *,
+                 durable: bool = True) -> None:
+        self.layout, self.descriptor, self.origin, self.durable = layout, descriptor, origin, durable
 
     def read_manifest(self, desc: Descriptor) -> Manifest:
         return self.layout.read_manifest(desc)

@@ -1,8 +1,11 @@
 """Checkpoints in an OCI registry. Reading fetches the manifest at once and each blob the first time
 it is read, verified and then kept in the local store by its digest: `ckpt inspect` and the checks
-before a restore move only the config and the small CRIU layer. complete() pulls everything, in
-parallel, unpacking while it downloads (porcelain/prefetch.py). Writing uploads each blob as soon as
-it is packed (early_upload) and pushes the manifest, with its tag, last."""
+before a restore move only the config and the small CRIU layer, and a lazy restore only what it
+needs before the container runs. Every blob fetched also goes into the node's blob cache
+(porcelain/cache.py), and a blob the cache holds is not fetched again: a restart of the same
+checkpoint asks the registry for its manifest alone. complete() pulls everything else, in parallel,
+unpacking while it downloads (porcelain/prefetch.py). Writing uploads each blob as soon as it is
+packed (early_upload) and pushes the manifest, with its tag, last."""
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -24,11 +27,8 @@ from ..home import disk_errors
 from .base import Prefetch, RegistryOptions
 
 if TYPE_CHECKING:
+    from ...lazy.cache import ChunkCache
     from ...registry import Registry
-
-# A blob larger than this is not fetched on its own when it is read: the whole checkpoint is pulled
-# instead (a single fetch holds the blob in memory while it is verified).
-ON_DEMAND_LIMIT = 64 << 20
 
 _clients: dict[tuple[str, bool, Path | None], Any] = {}
 
@@ -45,12 +45,15 @@ def client(ref: RegistryRef, opts: RegistryOptions) -> Registry:
 
 
 class RegistrySource:
-    def __init__(self, ref: RegistryRef, store: Layout, opts: RegistryOptions, on_progress: OnProgress) -> None:
-        self.ref, self.layout, self._opts, self._on_progress = ref, store, opts, on_progress
+    def __init__(self, ref: RegistryRef, store: Layout, opts: RegistryOptions, on_progress: OnProgress,
+                 cache: ChunkCache | None = None) -> None:
+        self.ref, self.layout, self.options, self._on_progress = ref, store, opts, on_progress
         self.origin = "ckpt"
+        self.cache = cache if cache is not None and cache.enabled else None
         self._reg = client(ref, opts)
         self._fetcher: Any = None
         self._complete = False
+        self._session = False
         manifest, self._index_annotations = self._resolve()
         with disk_errors("could not store the pulled checkpoint"):
             stored = store.put_bytes(manifest.data, manifest.media_type)
@@ -89,30 +92,48 @@ class RegistrySource:
         return self.layout.open_blob(desc)
 
     def _fetch(self, desc: Descriptor) -> None:
-        """Bring `desc` into the store unless it is there (verified before it is kept)."""
+        """Bring `desc` into the store unless it is there: from the cache, or else from the registry
+        (streamed, verified before it is kept, and then kept in the cache too)."""
         if self.layout.has_blob(desc.digest):
             return
-        if desc.size > ON_DEMAND_LIMIT:
-            self.complete()
+        self._writing_session()
+        if self.cache is not None and self.cache.lend(desc.digest, self.layout):
             return
         if self._fetcher is None:
             from ...lazy.registry_source import RegistrySource as Fetcher
 
-            self._fetcher = Fetcher(self._reg, self.ref.repository, cache=self.layout)
+            self._fetcher = Fetcher(self._reg, self.ref.repository)
         with disk_errors("could not store the pulled checkpoint"):
-            self._fetcher.read_blob(desc)
+            self._fetcher.fetch_into(desc, self.layout)
+        if self.cache is not None:
+            self.cache.adopt(self.layout.blob_path(desc.digest), desc.digest)
+
+    def _writing_session(self) -> None:
+        """Open the store's writing session (oci/layout.py) before a blob is linked into it from the
+        cache: its gc then keeps every blob as new as the session, as for a blob written."""
+        if not self._session:
+            self.layout.writer().abort()
+            self._session = True
 
     def complete(self, prefetch: Prefetch | None = None) -> Layout:
         if self._complete:
             return self.layout
         from ...registry import pull
 
+        blobs = self.layout.read_manifest(self.descriptor).blobs()
+        if self.cache is not None:  # the pull fetches only what the store lacks
+            self._writing_session()
+            for blob in blobs:
+                self.cache.lend(blob.digest, self.layout)
         pinned = self.ref.with_reference(tag=self.ref.tag, digest=self.descriptor.digest)
         with phase("pull"), disk_errors("could not store the pulled checkpoint"):
-            pull(pinned, self.layout, registry=self._reg, jobs=self._opts.jobs, on_progress=self._on_progress,
+            pull(pinned, self.layout, registry=self._reg, jobs=self.options.jobs, on_progress=self._on_progress,
                  on_manifest=prefetch.on_manifest if prefetch else None,
                  on_blob=prefetch.on_blob if prefetch else None)
         origins.remember(self.layout.root, self.ref)
+        if self.cache is not None:
+            for blob in blobs:
+                self.cache.adopt(self.layout.blob_path(blob.digest), blob.digest)
         self._complete = True
         return self.layout
 
