@@ -6,8 +6,10 @@ import os
 import random
 import stat
 import tarfile
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
@@ -15,6 +17,30 @@ from checkpointer.errors import CorruptData
 from checkpointer.oci import tarball
 from checkpointer.oci.tarball import CRIU_IMAGES, ROOTFS, unpack
 from unit.tarcraft import Sandbox, craft, entry, members_of, packed
+
+
+Streams = Callable[[bytes], BinaryIO]
+
+
+@pytest.fixture(params=["stream", "file"])
+def as_stream(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+              ) -> Iterator[Callable[[bytes], BinaryIO]]:
+    """Archive bytes as the unpacker meets them: a stream (a layer, a decompressor) read in
+    order, or a plain file on disk (a runtime's export archive), read at random."""
+    opened: list[BinaryIO] = []
+
+    def make(data: bytes) -> BinaryIO:
+        if request.param == "stream":
+            return io.BytesIO(data)
+        path = tmp_path_factory.mktemp("archive") / "a.tar"
+        path.write_bytes(data)
+        opened.append(open(path, "rb"))
+        return opened[-1]
+
+    yield make
+    for f in opened:
+        f.close()
+
 
 IS_ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not IS_ROOT, reason="needs root (chown, setuid)")
@@ -103,7 +129,7 @@ def test_pack_only_the_named_tops_and_skips_sockets(tmp_path: Path) -> None:
     assert "sock" not in [m.name for m in members_of(packed(tmp_path / "t"))]
 
 
-def test_a_named_fifo_round_trips_in_a_rootfs_and_is_refused_elsewhere(tmp_path: Path) -> None:
+def test_a_named_fifo_round_trips_in_a_rootfs_and_is_refused_elsewhere(tmp_path: Path, as_stream: Streams) -> None:
     """CRIU reopens a FIFO of the container's rootfs by its path: it must be there after a restore."""
     (tmp_path / "t").mkdir()
     os.mkfifo(tmp_path / "t" / "fifo", 0o640)
@@ -112,18 +138,18 @@ def test_a_named_fifo_round_trips_in_a_rootfs_and_is_refused_elsewhere(tmp_path:
     assert member.isfifo() and member.mode == 0o640
     out = tmp_path / "out"
     out.mkdir()
-    tarball.unpack(io.BytesIO(archive), out, tarball.ROOTFS)
+    tarball.unpack(as_stream(archive), out, tarball.ROOTFS)
     st = os.lstat(out / "fifo")
     assert stat.S_ISFIFO(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o640
     criu = tmp_path / "criu"
     criu.mkdir()
     with pytest.raises(CorruptData, match="fifo"):
-        tarball.unpack(io.BytesIO(archive), criu, tarball.CRIU_IMAGES)
+        tarball.unpack(as_stream(archive), criu, tarball.CRIU_IMAGES)
 
 
 # -- round trips -------------------------------------------------------------------------------
 
-def test_round_trip_rootfs_keeps_links_modes_and_contents(tmp_path: Path) -> None:
+def test_round_trip_rootfs_keeps_links_modes_and_contents(tmp_path: Path, as_stream: Streams) -> None:
     src = tmp_path / "src"
     make_tree(src)
     (src / "abs.lnk").symlink_to("/etc/passwd")
@@ -134,7 +160,7 @@ def test_round_trip_rootfs_keeps_links_modes_and_contents(tmp_path: Path) -> Non
     dest = tmp_path / "dest"
     dest.mkdir()
     seen: list[int] = []
-    unpack(io.BytesIO(packed(src, zero_mtime=False)), dest, ROOTFS, on_bytes=seen.append)
+    unpack(as_stream(packed(src, zero_mtime=False)), dest, ROOTFS, on_bytes=seen.append)
     assert sum(seen) == 5000 + 3 + 2 + 4 + len(b"#!/bin/sh\n")
     assert os.readlink(dest / "b.lnk") == "a.txt"
     assert os.readlink(dest / "abs.lnk") == "/etc/passwd"
@@ -151,7 +177,7 @@ def test_round_trip_rootfs_keeps_links_modes_and_contents(tmp_path: Path) -> Non
     assert packed(dest, zero_mtime=False) == packed(src, zero_mtime=False)
 
 
-def test_round_trip_keeps_directory_mtimes_and_read_only_directories(tmp_path: Path) -> None:
+def test_round_trip_keeps_directory_mtimes_and_read_only_directories(tmp_path: Path, as_stream: Streams) -> None:
     """Directory metadata is applied after the directory's children were written."""
     data = craft(entry("ro", tarfile.DIRTYPE, mode=0o555, mtime=1_400_000_000),
                  entry("ro/f", data=b"x", mtime=1_300_000_000),
@@ -160,7 +186,7 @@ def test_round_trip_keeps_directory_mtimes_and_read_only_directories(tmp_path: P
     dest = tmp_path / "dest"
     dest.mkdir()
     try:
-        unpack(io.BytesIO(data), dest, CRIU_IMAGES)
+        unpack(as_stream(data), dest, CRIU_IMAGES)
         assert os.lstat(dest / "ro").st_mtime == 1_400_000_000
         assert os.lstat(dest / "ro" / "sub").st_mtime == 1_200_000_000
         assert os.lstat(dest / "ro" / "f").st_mtime == 1_300_000_000
@@ -174,7 +200,7 @@ def test_round_trip_keeps_directory_mtimes_and_read_only_directories(tmp_path: P
 
 
 @needs_root
-def test_round_trip_rootfs_as_root_keeps_owners_and_setuid(tmp_path: Path) -> None:
+def test_round_trip_rootfs_as_root_keeps_owners_and_setuid(tmp_path: Path, as_stream: Streams) -> None:
     src = tmp_path / "src"
     make_tree(src)
     (src / "suid").write_bytes(b"elf")
@@ -187,7 +213,7 @@ def test_round_trip_rootfs_as_root_keeps_owners_and_setuid(tmp_path: Path) -> No
     os.chown(src / "b.lnk", 4321, 8765, follow_symlinks=False)
     dest = tmp_path / "dest"
     dest.mkdir()
-    unpack(io.BytesIO(packed(src)), dest, ROOTFS)
+    unpack(as_stream(packed(src)), dest, ROOTFS)
     assert stat.S_IMODE(os.lstat(dest / "suid").st_mode) == 0o4755
     assert stat.S_IMODE(os.lstat(dest / "sgid-dir").st_mode) == 0o2775
     assert (os.lstat(dest / "sgid-dir").st_uid, os.lstat(dest / "sgid-dir").st_gid) == (1234, 5678)
@@ -196,15 +222,15 @@ def test_round_trip_rootfs_as_root_keeps_owners_and_setuid(tmp_path: Path) -> No
 
 
 @needs_root
-def test_criu_images_policy_does_not_keep_owners(tmp_path: Path) -> None:
+def test_criu_images_policy_does_not_keep_owners(tmp_path: Path, as_stream: Streams) -> None:
     data = craft(entry("f", data=b"x", uid=1234, gid=5678))
     dest = tmp_path / "dest"
     dest.mkdir()
-    unpack(io.BytesIO(data), dest, CRIU_IMAGES)
+    unpack(as_stream(data), dest, CRIU_IMAGES)
     assert (os.lstat(dest / "f").st_uid, os.lstat(dest / "f").st_gid) == (0, 0)
 
 
-def test_round_trip_criu_images(tmp_path: Path) -> None:
+def test_round_trip_criu_images(tmp_path: Path, as_stream: Streams) -> None:
     src = tmp_path / "src"
     (src / "img").mkdir(parents=True)
     (src / "img" / "pages-1.img").write_bytes(os.urandom(70_000))
@@ -212,27 +238,27 @@ def test_round_trip_criu_images(tmp_path: Path) -> None:
     (src / "stats-dump").write_bytes(b"")
     dest = tmp_path / "dest"
     dest.mkdir()
-    unpack(io.BytesIO(packed(src)), dest, CRIU_IMAGES)
+    unpack(as_stream(packed(src)), dest, CRIU_IMAGES)
     for rel in ("img/pages-1.img", "img/core-1.img", "stats-dump"):
         assert (dest / rel).read_bytes() == (src / rel).read_bytes()
 
 
-def test_unpack_replaces_an_existing_file_and_symlink_without_following_it(box: Sandbox) -> None:
+def test_unpack_replaces_an_existing_file_and_symlink_without_following_it(box: Sandbox, as_stream: Streams) -> None:
     (box.dest / "plain").write_bytes(b"old")
     data = craft(entry("lnk", tarfile.SYMTYPE, linkname=str(box.outside / "target")),
                  entry("lnk", data=b"new"), entry("plain", data=b"new too"))
-    unpack(io.BytesIO(data), box.dest, ROOTFS)
+    unpack(as_stream(data), box.dest, ROOTFS)
     assert not os.path.islink(box.dest / "lnk")
     assert (box.dest / "lnk").read_bytes() == b"new"
     assert (box.dest / "plain").read_bytes() == b"new too"
     box.assert_untouched()
 
 
-def test_unpack_accepts_dot_entries_and_existing_directories(box: Sandbox) -> None:
+def test_unpack_accepts_dot_entries_and_existing_directories(box: Sandbox, as_stream: Streams) -> None:
     (box.dest / "d").mkdir()
     data = craft(entry(".", tarfile.DIRTYPE), entry("./d", tarfile.DIRTYPE, mode=0o711),
                  entry("./d//f", data=b"1"))
-    unpack(io.BytesIO(data), box.dest, CRIU_IMAGES)
+    unpack(as_stream(data), box.dest, CRIU_IMAGES)
     assert (box.dest / "d" / "f").read_bytes() == b"1"
     assert stat.S_IMODE(os.lstat(box.dest / "d").st_mode) == 0o711
 
@@ -314,18 +340,18 @@ def _hostile_names() -> list[str]:
 
 
 @pytest.mark.parametrize("case", _hostile_names())
-def test_hostile_archive_is_refused_and_writes_nothing_outside(box: Sandbox, case: str) -> None:
+def test_hostile_archive_is_refused_and_writes_nothing_outside(box: Sandbox, case: str, as_stream: Streams) -> None:
     data, policy = _hostile(box)[case]
     with pytest.raises(CorruptData):
-        unpack(io.BytesIO(data), box.dest, policy)
+        unpack(as_stream(data), box.dest, policy)
     box.assert_untouched()
 
 
-def test_hardlink_through_symlink_does_not_link_the_outside_file(box: Sandbox) -> None:
+def test_hardlink_through_symlink_does_not_link_the_outside_file(box: Sandbox, as_stream: Streams) -> None:
     """The case that once linked to a file outside: the name must be resolved without symlinks."""
     data, policy = _hostile(box)["hardlink through a symlink"]
     with pytest.raises(CorruptData, match="hard link"):
-        unpack(io.BytesIO(data), box.dest, policy)
+        unpack(as_stream(data), box.dest, policy)
     assert not (box.dest / "h").exists()
 
 
@@ -337,78 +363,78 @@ def _two_files() -> bytes:
 
 @pytest.mark.parametrize("cut", [0, 1, 100, 511, 512, 700, 1211, 1212, 1535, 1536, 1600, 2047, 2048, 2100, 2559,
                                  2560, 2561, 3000])
-def test_truncated_archive_is_corrupt(tmp_path: Path, cut: int) -> None:
+def test_truncated_archive_is_corrupt(tmp_path: Path, cut: int, as_stream: Streams) -> None:
     # layout: header one @0, data @512..1212 (padded to 1536), header two @1536, data @2048..2148
     # (padded to 2560), end-of-archive blocks @2560
     data = _two_files()
     assert len(data) >= 2560 + 1024
     with pytest.raises(CorruptData):
-        unpack(io.BytesIO(data[:cut]), tmp_path, CRIU_IMAGES)
+        unpack(as_stream(data[:cut]), tmp_path, CRIU_IMAGES)
 
 
-def test_the_uncut_archive_unpacks(tmp_path: Path) -> None:
-    unpack(io.BytesIO(_two_files()), tmp_path, CRIU_IMAGES)
+def test_the_uncut_archive_unpacks(tmp_path: Path, as_stream: Streams) -> None:
+    unpack(as_stream(_two_files()), tmp_path, CRIU_IMAGES)
     assert (tmp_path / "one").read_bytes() == b"1" * 700
     assert (tmp_path / "two").read_bytes() == b"2" * 100
     # one end-of-archive block is enough (some writers stop there)
     (tmp_path / "again").mkdir()
-    unpack(io.BytesIO(_two_files()[:2560 + 512]), tmp_path / "again", CRIU_IMAGES)
+    unpack(as_stream(_two_files()[:2560 + 512]), tmp_path / "again", CRIU_IMAGES)
     assert (tmp_path / "again" / "two").read_bytes() == b"2" * 100
 
 
 @pytest.mark.parametrize("seed", range(8))
-def test_random_garbage_is_corrupt(tmp_path: Path, seed: int) -> None:
+def test_random_garbage_is_corrupt(tmp_path: Path, seed: int, as_stream: Streams) -> None:
     rng = random.Random(seed)
     garbage = rng.randbytes(rng.choice([1, 300, 512, 513, 4096, 20000]))
     with pytest.raises(CorruptData):
-        unpack(io.BytesIO(garbage), tmp_path, ROOTFS)
+        unpack(as_stream(garbage), tmp_path, ROOTFS)
     assert os.listdir(tmp_path) == []
 
 
 @pytest.mark.parametrize("where", ["header", "middle"])
-def test_garbage_where_a_header_should_be_is_corrupt(tmp_path: Path, where: str) -> None:
+def test_garbage_where_a_header_should_be_is_corrupt(tmp_path: Path, where: str, as_stream: Streams) -> None:
     data = bytearray(_two_files())
     if where == "header":   # the second header's checksum no longer matches
         data[1536 + 10] ^= 0xFF
     else:                   # a block of noise in place of the end-of-archive marker
         data[2560:2560 + 512] = random.Random(1).randbytes(512)
     with pytest.raises(CorruptData):
-        unpack(io.BytesIO(bytes(data)), tmp_path, CRIU_IMAGES)
+        unpack(as_stream(bytes(data)), tmp_path, CRIU_IMAGES)
 
 
-def test_empty_stream_is_corrupt(tmp_path: Path) -> None:
+def test_empty_stream_is_corrupt(tmp_path: Path, as_stream: Streams) -> None:
     with pytest.raises(CorruptData):
-        unpack(io.BytesIO(b""), tmp_path, CRIU_IMAGES)
+        unpack(as_stream(b""), tmp_path, CRIU_IMAGES)
 
 
-def test_an_empty_archive_is_fine(tmp_path: Path) -> None:
-    unpack(io.BytesIO(b"\0" * 1024), tmp_path, CRIU_IMAGES)
-    unpack(io.BytesIO(craft()), tmp_path, CRIU_IMAGES)
+def test_an_empty_archive_is_fine(tmp_path: Path, as_stream: Streams) -> None:
+    unpack(as_stream(b"\0" * 1024), tmp_path, CRIU_IMAGES)
+    unpack(as_stream(craft()), tmp_path, CRIU_IMAGES)
     assert os.listdir(tmp_path) == []
 
 
-def test_huge_declared_size_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+def test_huge_declared_size_is_refused_before_anything_is_written(tmp_path: Path, as_stream: Streams) -> None:
     info, _ = entry("big")
     info.size = 10 << 30  # 10 GiB declared, 1 KiB present: written as a PAX size record
     data = info.tobuf(tarfile.PAX_FORMAT) + b"x" * 1024
     with pytest.raises(CorruptData, match="more than"):
-        unpack(io.BytesIO(data), tmp_path, replace(ROOTFS, max_bytes=1 << 20))
+        unpack(as_stream(data), tmp_path, replace(ROOTFS, max_bytes=1 << 20))
     assert os.listdir(tmp_path) == []
     with pytest.raises(CorruptData):    # default limit: it is simply truncated
-        unpack(io.BytesIO(data), tmp_path, ROOTFS)
+        unpack(as_stream(data), tmp_path, ROOTFS)
 
 
-def test_max_bytes_counts_the_whole_archive(tmp_path: Path) -> None:
+def test_max_bytes_counts_the_whole_archive(tmp_path: Path, as_stream: Streams) -> None:
     data = craft(entry("a", data=b"a" * 600), entry("b", data=b"b" * 600))
     with pytest.raises(CorruptData, match="more than 1000 bytes"):
-        unpack(io.BytesIO(data), tmp_path, replace(CRIU_IMAGES, max_bytes=1000))
+        unpack(as_stream(data), tmp_path, replace(CRIU_IMAGES, max_bytes=1000))
     assert not (tmp_path / "b").exists()
     (tmp_path / "ok").mkdir()
-    unpack(io.BytesIO(data), tmp_path / "ok", replace(CRIU_IMAGES, max_bytes=1200))
+    unpack(as_stream(data), tmp_path / "ok", replace(CRIU_IMAGES, max_bytes=1200))
     assert (tmp_path / "ok" / "b").read_bytes() == b"b" * 600
 
 
-def test_sparse_member_counts_its_full_size(tmp_path: Path) -> None:
+def test_sparse_member_counts_its_full_size(tmp_path: Path, as_stream: Streams) -> None:
     """A GNU sparse file declares its real size; max_bytes applies to that, not to the stored data."""
     # old-GNU sparse header: one 512-byte chunk at offset 0 of a 1 GiB file
     info = tarfile.TarInfo("sparse")
@@ -426,7 +452,7 @@ def test_sparse_member_counts_its_full_size(tmp_path: Path) -> None:
     members = members_of(data)
     assert members[0].size == 1 << 30
     with pytest.raises(CorruptData, match="more than"):
-        unpack(io.BytesIO(data), tmp_path, replace(ROOTFS, max_bytes=1 << 20))
+        unpack(as_stream(data), tmp_path, replace(ROOTFS, max_bytes=1 << 20))
     assert os.listdir(tmp_path) == []
 
 
