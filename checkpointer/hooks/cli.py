@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -26,9 +26,9 @@ hooks_app = typer.Typer(
          f"annotated {keys.PUBLISH_TO}=REF, with no ckpt command typed (docs/hooks.md).",
 )
 
-Prefix = Annotated[Optional[Path], typer.Option(
+Prefix = Annotated[Path | None, typer.Option(
     "--prefix", help="Install under this directory instead of /usr/local and /etc (tests, packaging).")]
-ConfigDir = Annotated[Optional[Path], typer.Option(
+ConfigDir = Annotated[Path | None, typer.Option(
     "--config-dir", help="Where hooks.json lives (default /etc/ckpt, or PREFIX/etc/ckpt).")]
 Json = Annotated[bool, typer.Option("--json", help="Print the result as JSON (for scripts).")]
 
@@ -45,27 +45,27 @@ def _settings(prefix: Path | None, config_dir: Path | None) -> HookSettings:
 def install(
     ctx: typer.Context,
     prefix: Prefix = None, config_dir: ConfigDir = None,
-    runc_criu_config: Annotated[Optional[Path], typer.Option(
+    runc_criu_config: Annotated[Path | None, typer.Option(
         "--runc-criu-config", help="The CRIU config runc reads for every container; gets the action-script line "
                                    "(default /etc/criu/runc.conf, or PREFIX/etc/criu/runc.conf).")] = None,
     no_runc_criu_config: Annotated[bool, typer.Option(
         "--no-runc-criu-config", help="Leave runc's CRIU config alone: containers opt in with the annotation "
                                       "org.criu.config=CONFIG_DIR/criu.conf.")] = False,
-    hooks_dir: Annotated[Optional[Path], typer.Option(
+    hooks_dir: Annotated[Path | None, typer.Option(
         "--hooks-dir", help="oci-hooks.d directory for the restore-from hook (default "
                             "/etc/containers/oci/hooks.d, or under PREFIX).")] = None,
     no_oci_hook: Annotated[bool, typer.Option("--no-oci-hook", help="Do not install the OCI hook.")] = False,
-    home: Annotated[Optional[Path], typer.Option("--home", help="CKPT_HOME for the hooks (default: ckpt's).")] = None,
-    spool: Annotated[Optional[Path], typer.Option(
+    home: Annotated[Path | None, typer.Option("--home", help="CKPT_HOME for the hooks (default: ckpt's).")] = None,
+    spool: Annotated[Path | None, typer.Option(
         "--spool", help="Where checkpoints wait to be published (default HOME/spool); same filesystem as the "
                         "runtime's images makes spooling a hardlink.")] = None,
-    allow: Annotated[Optional[list[str]], typer.Option(
+    allow: Annotated[list[str] | None, typer.Option(
         "--allow", help="Destination prefix an annotation may name (repeatable; default any registry or the "
                         "local store, no host paths).")] = None,
-    insecure_registry: Annotated[Optional[list[str]], typer.Option(
+    insecure_registry: Annotated[list[str] | None, typer.Option(
         "--insecure-registry", help="host[:port] reached over plain HTTP / unverified TLS (repeatable).")] = None,
-    ca_dir: Annotated[Optional[Path], typer.Option("--ca-dir", help="Directory of extra CA certificates.")] = None,
-    docker_config: Annotated[Optional[Path], typer.Option(
+    ca_dir: Annotated[Path | None, typer.Option("--ca-dir", help="Directory of extra CA certificates.")] = None,
+    docker_config: Annotated[Path | None, typer.Option(
         "--docker-config", help="Directory of the docker config.json with registry credentials.")] = None,
     retry_delays: Annotated[str, typer.Option(
         "--retry-delays", help="Seconds between publish attempts, comma-separated ('' for a single attempt).")]
@@ -157,7 +157,7 @@ def status(prefix: Prefix = None, config_dir: ConfigDir = None, as_json: Json = 
 
 @hooks_app.command()
 def retry(
-    jobs: Annotated[Optional[list[str]], typer.Argument(help="Job ids (default: every failed or stalled job).")]
+    jobs: Annotated[list[str] | None, typer.Argument(help="Job ids (default: every failed or stalled job).")]
     = None,
     prefix: Prefix = None, config_dir: ConfigDir = None, as_json: Json = False,
 ) -> None:
