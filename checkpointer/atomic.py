@@ -10,6 +10,7 @@ it points to.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,6 +49,40 @@ def replace(path: Path | str, *, mode: int = 0o600) -> Iterator[BinaryIO]:
         os.fsync(directory)
     finally:
         os.close(directory)
+
+
+def own_link_target(path: Path | str) -> Path:
+    """`path`, or the file it links to when nobody but this user (or root) could have made the
+    link or could swap any part of the way to its target: the link is theirs, and every directory
+    above it and above the target is theirs and writable by no one else (or sticky, as /tmp is).
+    Then a write of `path` goes to the target and the link stays (a user's dotfiles often link
+    ~/.docker/config.json elsewhere). Any other link is replaced, never written through."""
+    path = Path(path)
+    uids = {os.geteuid(), 0}
+    try:
+        st = os.lstat(path)
+        if not stat.S_ISLNK(st.st_mode) or st.st_uid not in uids or not _private_way(path.parent, uids):
+            return path
+        target = Path(os.path.realpath(path))
+        if not _private_way(target.parent, uids):
+            return path
+        found = os.lstat(target)
+        return target if stat.S_ISREG(found.st_mode) and found.st_uid in uids else path
+    except FileNotFoundError:  # no link, or a dangling one: write `path` itself
+        return path
+    except OSError:
+        return path
+
+
+def _private_way(directory: Path, uids: set[int]) -> bool:
+    for part in (directory, *directory.parents):
+        st = os.lstat(part)
+        if stat.S_ISLNK(st.st_mode):
+            return _private_way(Path(os.path.realpath(part)), uids) and \
+                _private_way(part.parent, uids)
+        if st.st_uid not in uids or (st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX):
+            return False
+    return True
 
 
 def _suffix() -> str:

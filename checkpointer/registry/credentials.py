@@ -223,7 +223,7 @@ def lookup(host: str, *, config_path: Path | None = None,
 
 def _write_config(path: Path, cfg: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    atomic.write_bytes(path, (json.dumps(cfg, indent="\t") + "\n").encode(), mode=0o600)
+    atomic.write_bytes(atomic.own_link_target(path), (json.dumps(cfg, indent="\t") + "\n").encode(), mode=0o600)
 
 
 def _helper_for(cfg: dict[str, Any], host: str) -> str | None:

@@ -178,3 +178,42 @@ def test_no_other_code_replaces_files_its_own_way() -> None:
         if counts:
             offenders[rel] = counts
     assert offenders == {}, f"replace files with checkpointer.atomic: {offenders}"
+
+
+# -- a link the user made themselves (dotfiles) is written through; any other is replaced ---------
+
+def _linked(tmp_path: Path, target_dir_mode: int = 0o700) -> tuple[Path, Path]:
+    (tmp_path / "dotfiles").mkdir(mode=target_dir_mode)
+    os.chmod(tmp_path / "dotfiles", target_dir_mode)
+    target = tmp_path / "dotfiles" / "config.json"
+    target.write_text("old")
+    (tmp_path / "home").mkdir(mode=0o700)
+    link = tmp_path / "home" / "config.json"
+    link.symlink_to(target)
+    return link, target
+
+
+def test_a_link_only_this_user_could_make_is_written_through(tmp_path: Path) -> None:
+    link, target = _linked(tmp_path)
+    atomic.write_bytes(atomic.own_link_target(link), b"new")
+    assert link.is_symlink() and target.read_text() == "new"
+
+
+def test_a_link_to_a_directory_others_can_write_is_replaced_not_followed(tmp_path: Path) -> None:
+    link, target = _linked(tmp_path, target_dir_mode=0o777)
+    atomic.write_bytes(atomic.own_link_target(link), b"new")
+    assert not link.is_symlink() and link.read_text() == "new" and target.read_text() == "old"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root (a link of another user)")
+def test_a_link_of_another_user_is_replaced_not_followed(tmp_path: Path) -> None:
+    link, target = _linked(tmp_path)
+    os.chown(link, 65534, 65534, follow_symlinks=False)
+    atomic.write_bytes(atomic.own_link_target(link), b"new")
+    assert not link.is_symlink() and link.read_text() == "new" and target.read_text() == "old"
+
+
+def test_no_link_or_a_dangling_one_is_the_path_itself(tmp_path: Path) -> None:
+    assert atomic.own_link_target(tmp_path / "absent") == tmp_path / "absent"
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    assert atomic.own_link_target(tmp_path / "dangling") == tmp_path / "dangling"
