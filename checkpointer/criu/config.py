@@ -21,6 +21,7 @@ from . import netns, probe
 
 ENV = "CRIU_CONFIG_FILE"
 NFTABLES = "nftables"
+SKIP = "skip"  # CRIU locks nothing: ckpt holds a pod's network lock itself (runtime/pod_lock.py)
 # What CRIU's default (iptables) lock executes: the -restore tools lock a network namespace, the
 # plain ones lock each TCP connection of a process in the host's namespace.
 IPTABLES_TOOLS = ("iptables-restore", "ip6tables-restore", "iptables", "ip6tables")
@@ -30,7 +31,7 @@ LOCK_HINT = ("install iptables (Debian: apt-get install iptables), or a CRIU bui
 
 @dataclass(frozen=True, slots=True)
 class CriuConfig:
-    network_lock: str | None = None  # "nftables", or None for CRIU's default (iptables)
+    network_lock: str | None = None  # "nftables", "skip", or None for CRIU's default (iptables)
     action_script: Path | None = None
 
     @property
@@ -60,12 +61,13 @@ def network_lock(*, needs_lock: bool, which: Callable[[str], str | None] = shuti
                             "(its iptables lock) nor CRIU's nftables lock", hint=LOCK_HINT)
 
 
-def restore_config(directory: Path, network: netns.NetworkState | None, *, tcp_established: bool) -> Path | None:
+def restore_config(directory: Path, network: netns.NetworkState | None, *, tcp_established: bool,
+                   locked: bool = False) -> Path | None:
     """The config for a restore of processes whose network was `network` (None: the host's): the
-    network lock this host has, and for a private namespace the script that brings back its
-    loopback (netns.py)."""
+    network lock this host has (none with `locked`: ckpt holds the pod's lock), and for a private
+    namespace the script that brings back its loopback (netns.py)."""
     namespace = network.namespace if network else netns.HOST
-    lock = network_lock(needs_lock=namespace != netns.HOST or tcp_established)
+    lock = SKIP if locked else network_lock(needs_lock=namespace != netns.HOST or tcp_established)
     script = None
     if network is not None and network.namespace == netns.PRIVATE and network.loopback is not None:
         text = netns.restore_script(network.loopback, *netns.tools())

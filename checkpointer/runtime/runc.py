@@ -77,6 +77,19 @@ class Runc:
         return ContainerState(id=obj["id"], pid=int(obj.get("pid", 0)), status=obj.get("status", ""),
                               bundle=Path(obj.get("bundle", "")), annotations=obj.get("annotations") or {})
 
+    def list(self) -> list[ContainerState]:
+        """Every container under this root (`runc list`), in any state."""
+        res = self._run(["list", "--format", "json"])
+        if res.returncode != 0:
+            raise RuntimeFailed("runc could not list its containers", output=res.stderr.strip())
+        try:
+            found = json.loads(res.stdout or "null") or []
+            return [ContainerState(id=obj["id"], pid=int(obj.get("pid", 0)), status=obj.get("status", ""),
+                                   bundle=Path(obj.get("bundle", "")), annotations=obj.get("annotations") or {})
+                    for obj in found]
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise RuntimeFailed(f"cannot read `runc list`: {exc!r}") from None
+
     def exists(self, container_id: str) -> bool:
         try:
             self.state(container_id)
