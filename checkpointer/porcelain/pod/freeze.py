@@ -27,6 +27,19 @@ from .model import Member, Pod
 DumpOne = Callable[[Member, Path], Dumped]  # dump one member into the (empty) directory given
 
 
+@dataclass(frozen=True, slots=True)
+class Host:
+    """What a pod engine does to the host besides running its runtime: lock a network namespace
+    (by a process in it), and start a guard process. The porcelain's tests, which run without
+    root, stand in for both."""
+
+    lock_for: Callable[[int], pod_lock.NetnsLock] = pod_lock.for_pid
+    guard: Callable[..., PodGuard] = PodGuard
+
+
+HOST = Host()
+
+
 def runc_argv(runc: Runc) -> list[str]:
     """How the guard runs this runc (its binary and root)."""
     return [runc.binary, *(["--root", str(runc.root)] if runc.root else [])]
@@ -61,14 +74,14 @@ class FrozenPod:
 @contextmanager
 def frozen(runc: Runc, pod: Pod, work: Path, *, leave_running: bool, dump_one: DumpOne,
            stop: Callable[[Member], None], on_progress: OnProgress, lock: pod_lock.NetnsLock | None,
-           stopped: Callable[[], None] = lambda: None) -> Iterator[FrozenPod]:
+           stopped: Callable[[], None] = lambda: None, host: Host = HOST) -> Iterator[FrozenPod]:
     """Freeze `pod` (its members' runc ids under `runc`), lock its network with `lock` and yield;
     `stop(member)` ends one member at the commit, `stopped()` is called once they all are. Members
     paused before this started stay paused whatever happens; the others are resumed on any way out
     but a commit without --leave-running."""
     statuses = {m.runc_id: runc.state(m.runc_id).status for m in pod.members}
     running = [m.runc_id for m in pod.members if statuses[m.runc_id] == "running"]
-    guard = PodGuard(runc=runc_argv(runc), resume=running, marker=str(work), lock=lock)
+    guard = host.guard(runc=runc_argv(runc), resume=running, marker=str(work), lock=lock)
 
     def put_back() -> None:
         guard.fire()  # it unlocks and resumes, and is done when this returns

@@ -32,7 +32,6 @@ from ...format.read import unpack_layer
 from ...format.source import BlobSource
 from ...format.write import EngineFiles
 from ...runtime import pod_lock
-from ...runtime.pod_guard import PodGuard
 from ...runtime.podman_pod import RUNC_ROOT, Infra
 from ...runtime.podman_pod import PodmanPods as Client
 from ...runtime.runc import Runc
@@ -54,8 +53,9 @@ SHAREABLE = ("net", "ipc", "uts")
 class PodmanPods:
     name: ClassVar[str] = "podman"
 
-    def __init__(self, ctx: Context, podman: Client | None = None, runc: Runc | None = None) -> None:
-        self.ctx = ctx
+    def __init__(self, ctx: Context, podman: Client | None = None, runc: Runc | None = None,
+                 host: freeze.Host = freeze.HOST) -> None:
+        self.ctx, self.host = ctx, host
         self._podman, self._runc = podman, runc
 
     @property
@@ -129,7 +129,7 @@ class PodmanPods:
         return netns.read(member.pid, netns.namespace_of(dict(member.spec)))
 
     def freeze(self, pod: Pod, work: Path, options: DumpOptions) -> AbstractContextManager[Frozen]:
-        lock = pod_lock.for_pid(pod.netns_pid) if pod.netns_pid else None
+        lock = self.host.lock_for(pod.netns_pid) if pod.netns_pid else None
         conf = criu_config.write(work, criu_config.CriuConfig(
             network_lock=criu_config.SKIP if lock else criu_config.network_lock(
                 needs_lock=options.criu.tcp_established)))
@@ -157,7 +157,7 @@ class PodmanPods:
             self.podman.remove_pod(pod.identity.id)
 
         return freeze.frozen(self.runc, pod, work, leave_running=options.criu.leave_running, dump_one=dump_one,
-                             stop=stop, stopped=stopped, on_progress=self.ctx.on_progress, lock=lock)
+                             stop=stop, stopped=stopped, on_progress=self.ctx.on_progress, lock=lock, host=self.host)
 
     # -- restore ---------------------------------------------------------------------------------
 
@@ -187,7 +187,7 @@ class PodmanPods:
         names = {m.name: (f"{new}-{m.name}" if renamed else None) for m in config.members}
         pulled = [image for image in {infra.image, *(c.config.base_name for c in pod.checkpoints.values())}
                   if image and _ensure_image(self.podman, image, insecure=self.ctx.insecure)]
-        held: list[tuple[pod_lock.NetnsLock, PodGuard]] = []
+        held: list[tuple[pod_lock.NetnsLock, Any]] = []
         created: list[str] = []
 
         def remove() -> None:
@@ -206,8 +206,8 @@ class PodmanPods:
             self.podman.start_pod(pod_id)
             infra_pid = self.podman.infra(self.podman.pod(pod_id).infra_id).pid
             if "net" in share and config.network_lock == podfmt.LOCK_POD:
-                lock = pod_lock.for_pid(infra_pid)
-                held.append((lock, PodGuard(runc=freeze.runc_argv(self.runc), resume=[], lock=lock)))
+                lock = self.host.lock_for(infra_pid)
+                held.append((lock, self.host.guard(runc=freeze.runc_argv(self.runc), resume=[], lock=lock)))
                 with phase("lock network"):
                     lock.lock()
             for member_name_ in config.restore_order:

@@ -31,7 +31,6 @@ from ...format import pod as podfmt
 from ...format.read import Checkpoint
 from ...format.source import BlobSource
 from ...runtime import pod_lock
-from ...runtime.pod_guard import PodGuard
 from ...runtime.runc import ContainerState, Runc, load_spec, rootfs_of
 from ...timing import phase
 from ..engines.base import ConfigFacts, Context, Dumped, DumpOptions, Restored, Staged
@@ -94,8 +93,8 @@ def sysv_objects(pid: int) -> int | None:
 class RuncPods:
     name: ClassVar[str] = "runc"
 
-    def __init__(self, ctx: Context, runc: Runc | None = None) -> None:
-        self.ctx = ctx
+    def __init__(self, ctx: Context, runc: Runc | None = None, host: freeze.Host = freeze.HOST) -> None:
+        self.ctx, self.host = ctx, host
         self._runc = runc
 
     @property
@@ -229,7 +228,7 @@ class RuncPods:
         return netns.read(member.pid, netns.namespace_of(dict(member.spec)))
 
     def freeze(self, pod: Pod, work: Path, options: DumpOptions) -> AbstractContextManager[Frozen]:
-        lock = pod_lock.for_pid(pod.netns_pid) if pod.netns_pid else None
+        lock = self.host.lock_for(pod.netns_pid) if pod.netns_pid else None
         conf = criu_config.write(work, criu_config.CriuConfig(
             network_lock=criu_config.SKIP if lock else criu_config.network_lock(
                 needs_lock=options.criu.tcp_established)))
@@ -247,7 +246,7 @@ class RuncPods:
             self.runc.stop(member.id, member.pid)
 
         return freeze.frozen(self.runc, pod, work, leave_running=options.criu.leave_running, dump_one=dump_one,
-                             stop=stop, on_progress=self.ctx.on_progress, lock=lock)
+                             stop=stop, on_progress=self.ctx.on_progress, lock=lock, host=self.host)
 
     # -- restore ---------------------------------------------------------------------------------
 
@@ -282,7 +281,7 @@ class RuncPods:
                  new_pod: str) -> RestoredPod:
         config = pod.config
         done: list[Restored] = []
-        held: list[tuple[pod_lock.NetnsLock, PodGuard]] = []
+        held: list[tuple[pod_lock.NetnsLock, Any]] = []
 
         def remove() -> None:
             for restored in reversed(done):
@@ -313,8 +312,8 @@ class RuncPods:
                     # Before any member comes back: the first one restored would talk at once to a
                     # peer not restored yet, and get a reset (runtime/pod_lock.py).
                     sandbox_pid = restored.pid
-                    lock = pod_lock.for_pid(sandbox_pid)
-                    held.append((lock, PodGuard(runc=freeze.runc_argv(self.runc), resume=[], lock=lock)))
+                    lock = self.host.lock_for(sandbox_pid)
+                    held.append((lock, self.host.guard(runc=freeze.runc_argv(self.runc), resume=[], lock=lock)))
                     with phase("lock network"):
                         lock.lock()
                 elif name == config.sandbox:
