@@ -94,6 +94,9 @@ def restore(
     wait: Annotated[bool, typer.Option(
         "--wait", help="With --lazy: return once every page is in (exit code of the failure if delivery "
                        "fails).")] = False,
+    lazy_deadline: Annotated[float | None, typer.Option(
+        "--lazy-deadline", min=0.1, help="With --lazy: how long (seconds) a page may wait for the registry, "
+                                         "retried meanwhile, before the container is killed. Default 30.")] = None,
     engine: Engine = None, decrypt_key: DecryptKey = None,
     runc_root: RuncRoot = None, registry: Registry,
     as_json: Json = False,
@@ -102,10 +105,12 @@ def restore(
     bare process tree; it carries on where it stopped."""
     from ..porcelain import restore as porcelain
 
-    if wait and not lazy:
-        raise UsageError("--wait goes with --lazy", hint="an eager restore returns once every page is in")
+    if (wait or lazy_deadline is not None) and not lazy:
+        raise UsageError("--wait and --lazy-deadline go with --lazy",
+                         hint="an eager restore returns once every page is in")
     request = porcelain.RestoreRequest(name=name, engine=engine, runc_root=runc_root, force=force,
-                                       if_running=if_running, decrypt_keys=tuple(private_keys(decrypt_key)), lazy=lazy)
+                                       if_running=if_running, decrypt_keys=tuple(private_keys(decrypt_key)), lazy=lazy,
+                                       lazy_deadline=lazy_deadline)
     if lazy:  # no progress bars: their thread would start before the page supervisor is forked
         result = porcelain.restore(ref, request, home=home(), registry=registry.options())
     else:

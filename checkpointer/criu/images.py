@@ -163,27 +163,38 @@ def dumped_memory(images: Path, pid: int) -> int:
     return sum(pages * PAGE_SIZE for _, pages in regions)
 
 
-def _read_memory(images: Path, pid: int, start: int, end: int) -> bytes | None:
-    """Bytes [start, end) of the process's memory as dumped, or None if not all of it is there."""
-    pages_id, regions = read_pagemap(images / f"pagemap-{pid}.img")
+def command_line_place(images: Path, pid: int) -> tuple[str, int, int] | None:
+    """Where the command line of process `pid` is stored: (pages file, offset, length), or None when
+    the checkpoint does not hold it (or it looks implausible). Reading only the pages chunk that
+    holds it (not every page) is how `ckpt inspect` shows commands without fetching the memory."""
+    try:
+        mm = load(images / f"mm-{pid}.img")["entries"][0]
+        start, end = int(mm["mm_arg_start"]), int(mm["mm_arg_end"])
+        pages_id, regions = read_pagemap(images / f"pagemap-{pid}.img")
+    except (CorruptData, KeyError, IndexError, TypeError, ValueError):
+        return None
+    if not 0 < end - start <= 1 << 16:
+        return None
     offset = 0
     for vaddr, pages in regions:
         size = pages * PAGE_SIZE
         if vaddr <= start and end <= vaddr + size:
-            with open(images / f"pages-{pages_id}.img", "rb") as f:
-                f.seek(offset + start - vaddr)
-                return f.read(end - start)
+            return f"pages-{pages_id}.img", offset + start - vaddr, end - start
         offset += size
     return None
 
 
 def _cmdline(images: Path, pid: int) -> str:
-    try:
-        mm = load(images / f"mm-{pid}.img")["entries"][0]
-        start, end = mm["mm_arg_start"], mm["mm_arg_end"]
-        if not 0 < end - start <= 1 << 16:
-            return ""
-        raw = _read_memory(images, pid, start, end)
-    except (CorruptData, KeyError, IndexError, OSError):
+    place = command_line_place(images, pid)
+    if place is None:
         return ""
-    return raw.rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace") if raw else ""
+    name, offset, length = place
+    try:
+        with open(images / name, "rb") as f:
+            f.seek(offset)
+            raw = f.read(length)
+    except OSError:
+        return ""
+    if len(raw) != length or not raw.strip(b"\0"):  # not there (a pages file holding only some chunks)
+        return ""
+    return raw.rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace")

@@ -170,8 +170,9 @@ class Memory:
                 left = self.deadline - (self._clock() - start)
                 if left <= 0:
                     why = f" (last error: {entry.trouble})" if entry.trouble else ""
-                    raise Unreachable(f"chunk {chunk.desc.digest} of {chunk.pages_file} did not arrive within "
-                                      f"{self.deadline:g} s{why}", hint="check the network and the registry")
+                    where = getattr(self.source, "where", "its source")
+                    raise Unreachable(f"chunk {chunk.desc.digest} of {chunk.pages_file} did not arrive from {where} "
+                                      f"within {self.deadline:g} s{why}", hint="check the network and the registry")
                 if idle is None:
                     self._lock.wait(min(left, 0.5))
                     continue

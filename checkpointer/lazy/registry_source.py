@@ -71,6 +71,7 @@ class _Bytes:
 class RegistrySource:
     def __init__(self, registry: Registry, repository: str, *, cache: BlobCache | None = None) -> None:
         self.registry, self.repository, self.cache = registry, repository, cache
+        self.where = f"registry {registry.host} ({repository})"
         self.fetched_bytes = 0  # bytes that came over the network
         self.blobs_fetched = 0
         self._lock = threading.Lock()

@@ -28,6 +28,7 @@ class LayoutSource:
 
     def __init__(self, layout: Layout) -> None:
         self.layout = layout
+        self.where = f"layout {layout.root}"
         self.fetched_bytes = 0
 
     def read_blob(self, desc: Descriptor) -> bytes:

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from ..criu.options import log_tail
 from ..errors import CkptError, CriuFailed
@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 
 FORK_SCAN = 0.5  # seconds between looks for userfaultfds of processes forked while pages still come
 RESTORE_WAIT = 600.0  # a restore that has not begun this long after "ready" is not coming
+CALLER_GRACE = 10.0  # a restore its caller started just before it died reaches the relay within this
 
 
 class Abandoned(CkptError):
@@ -242,6 +243,13 @@ class Supervisor:
             except (OSError, CkptError) as exc:
                 log.info("userfaultfd watch: %s", exc)
 
+    def caller_gone(self) -> None:
+        """The caller went away (killed, say). A restore it had started goes on without it; if none
+        has reached the relay within CALLER_GRACE, none will: stop."""
+        assert self.relay is not None
+        if not self.relay.connected.wait(CALLER_GRACE) and not self._done.is_set():
+            self._stop(Abandoned("ckpt went away before the restore began; its pages are no longer served"))
+
     def _await_restore(self) -> None:
         """A caller that died before it ran the restore leaves a daemon waiting for one for ever."""
         assert self.relay is not None
@@ -298,6 +306,7 @@ def _listen(supervisor: Supervisor) -> None:
         elif word == "abandon":
             supervisor.abandon()
             return
+    supervisor.caller_gone()
 
 
 LOCK_FILE = "supervisor.lock"
@@ -326,6 +335,16 @@ def is_alive(work: Path) -> bool:
     return False
 
 
+def _say(ready: TextIO, word: str) -> None:
+    """Tell the caller, if it is still there (a caller that was killed reads nothing: its restore
+    may still come, and caller_gone() handles the rest)."""
+    try:
+        ready.write(word + "\n")
+        ready.close()
+    except BrokenPipeError:
+        log.info("the caller went away before it heard %r", word)
+
+
 def main(argv: list[str]) -> int:
     work, ready = Path(argv[0]), os.fdopen(int(argv[1]), "w")
     logging.basicConfig(filename=str(work / "supervisor.log"), level=logging.INFO, force=True,
@@ -343,11 +362,9 @@ def main(argv: list[str]) -> int:
     except CkptError as exc:
         supervisor._let_go()  # nothing was restored yet: nothing to stop
         supervisor.board.update(state=FAILED, error=error_json(exc), finished=time.time())
-        ready.write("failed\n")
-        ready.close()
+        _say(ready, "failed")
         return exc.exit_code
-    ready.write("ready\n")
-    ready.close()
+    _say(ready, "ready")
     threading.Thread(target=_listen, args=(supervisor,), name="lazy-caller", daemon=True).start()
     try:
         outcome = supervisor.run()

@@ -19,7 +19,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from .. import atomic
 from ..errors import CkptError, CorruptData
 from ..lazy.handle import Delivery, error_of
 from ..lazy.job import Job, SourceSpec
+from ..lazy.memory import DELIVERY_RETRY
 from ..lazy.status import FINAL, Status
 from ..lazy.stop import Stopper
 from ..lazy.supervisor import is_alive
@@ -184,7 +185,10 @@ class LazyPages:
     may run (ready), runs `runc restore --lazy-pages --image-path images --work-path work`, and says
     how that went (restored, or abandon)."""
 
-    def __init__(self, home: Home) -> None:
+    def __init__(self, home: Home, *, deadline: float | None = None) -> None:
+        """`deadline`: the longest a page may wait for the source (the registry) before the
+        container is killed (default: lazy/memory.py's, 30 s)."""
+        self.policy = DELIVERY_RETRY if deadline is None else replace(DELIVERY_RETRY, deadline=deadline)
         parent = home.root / LAZY_DIR
         parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.work = Path(tempfile.mkdtemp(prefix="r", dir=parent))
@@ -209,7 +213,7 @@ class LazyPages:
         """Hand the supervisor its job: the criu role is in `images`; it writes the pages files and
         starts the daemon while the caller unpacks the root filesystem."""
         assert self.source is not None, "the source of the pages is set first"
-        self.delivery.submit(Job(self.images, self.work, tuple(chunks), self.source, stopper))
+        self.delivery.submit(Job(self.images, self.work, tuple(chunks), self.source, stopper, policy=self.policy))
 
     def ready(self) -> None:
         self.delivery.ready()
@@ -219,15 +223,12 @@ class LazyPages:
         self.delivery.close()
         self._ended = True
 
-    def error(self) -> CkptError | None:
-        """Why delivery failed already (during the restore, say), if it did."""
-        return self.delivery.error()
-
-    def abandon(self, *, wait: float = 30.0) -> None:
+    def abandon(self, *, wait: float = 30.0) -> CkptError | None:
         """The restore failed or was not made: the supervisor stops (killing whatever was restored)
-        and exits; its directory goes, nothing is left."""
+        and exits; its directory goes, nothing is left. Returns the error delivery had failed with
+        by itself (a damaged chunk, say, found while the restore ran), which is then the cause."""
         if self._ended:
-            return
+            return None
         self._ended = True
         self.delivery.abandon()
         self.delivery.close()
@@ -235,4 +236,11 @@ class LazyPages:
             self.delivery.process.wait(wait)
         except subprocess.TimeoutExpired:
             self.delivery.process.kill()
+        try:
+            status = Status.read(self.work)
+        except (OSError, ValueError, CorruptData):
+            status = None
         shutil.rmtree(self.work, ignore_errors=True)
+        if status is None or status.error is None or status.error.get("type") == "Abandoned":
+            return None
+        return error_of(status)

@@ -1,19 +1,24 @@
 """`ckpt inspect`: what a checkpoint holds, without restoring it. Only the config and the small CRIU
-layer are read (from a registry, only they are fetched), and the memory pages when they are small."""
+layer are read (from a registry, only they are fetched), and of the memory only the pages chunk
+that holds each process's command line (the pages whole when they are small and not in chunks)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..criu import images as criu_images
+from ..errors import CorruptData, UsageError
 from ..format import roles
 from ..format.config import CheckpointConfig
 from ..format.read import Checkpoint, unpack_layer
 from ..format.source import BlobSource
+from ..lazy.chunks import ChunkMap
 from ..oci import annotations as ann
 from ..oci import mediatypes as mt
 from ..oci import tarball
+from ..oci.model import Descriptor
 from ..reference import parse
 from .home import Home
 from .places import RegistryOptions, read_checkpoint
@@ -72,11 +77,32 @@ def _view(ref: str, source: BlobSource, checkpoint: Checkpoint, origin: str, hom
     criu_layers = checkpoint.layers(roles.CRIU)
     if criu_layers and not any(mt.is_encrypted(layer.media_type) for layer in criu_layers):
         with home.workdir("inspect-") as work:
-            small_pages = pages if sum(layer.size for layer in pages) <= SMALL_PAGES else []
-            for layer in (*criu_layers, *small_pages):
+            for layer in criu_layers:
+                unpack_layer(source, layer, work, tarball.CRIU_IMAGES)
+            for layer in _pages_with_command_lines(work, pages):
                 unpack_layer(source, layer, work, tarball.CRIU_IMAGES)
             processes = tuple(criu_images.process_tree(work))
     layers = tuple(LayerView(layer.annotations.get(ann.LAYER_ROLE, "?"), layer.media_type, layer.digest, layer.size)
                    for layer in checkpoint.manifest.layers)
     return InspectView(reference=ref, digest=checkpoint.descriptor.digest, config=checkpoint.config, layers=layers,
                        processes=processes, origin=origin)
+
+
+def _pages_with_command_lines(images: Path, pages: list[Descriptor]) -> list[Descriptor]:
+    """The pages layers to read for the processes' command lines (which live in their memory): the
+    chunks that hold them, or, for memory not in chunks, all of it when it is small."""
+    try:
+        chunk_map = ChunkMap(pages)
+    except (UsageError, CorruptData):
+        return pages if sum(layer.size for layer in pages) <= SMALL_PAGES else []
+    wanted: dict[str, Descriptor] = {}
+    try:
+        tree = criu_images.load(images / "pstree.img")["entries"]
+    except (CorruptData, KeyError):
+        return []
+    for entry in tree:
+        place = criu_images.command_line_place(images, int(entry.get("pid", 0)))
+        if place is not None:
+            for chunk in chunk_map.covering(*place):
+                wanted.setdefault(chunk.desc.digest, chunk.desc)
+    return list(wanted.values())

@@ -49,6 +49,7 @@ class RestoreRequest:
     if_running: bool = False  # succeed, doing nothing, when a container of that name runs already
     decrypt_keys: tuple[Any, ...] = ()
     lazy: bool = False  # run before the memory is here: a page supervisor brings it in afterwards
+    lazy_deadline: float | None = None  # seconds a page may wait for the registry (default 30)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +69,8 @@ def restore(ref: str, request: RestoreRequest = RestoreRequest(), *, home: Home 
     home = home or Home()
     engines.check_name(request.engine)
     ctx = Context(home, on_progress, request.runc_root, registry.insecure)
-    pages = LazyPages(home) if request.lazy else None  # first: forked while no thread runs yet
+    # First: the supervisor is forked while no thread runs yet.
+    pages = LazyPages(home, deadline=request.lazy_deadline) if request.lazy else None
     try:
         return _restore(ref, request, home, ctx, registry, pages)
     finally:

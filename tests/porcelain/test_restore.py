@@ -84,19 +84,21 @@ def test_an_incompatible_host_refuses_before_the_memory_moves(world, ckpt, regis
     assert forced.code == 0, forced.err
 
 
-def test_inspect_of_a_registry_checkpoint_fetches_config_and_criu_layer_only(world, ckpt, registry, private_host,
-                                                                           monkeypatch):
+def test_inspect_of_a_registry_checkpoint_fetches_config_criu_layer_and_the_command_lines_chunk(
+        world, ckpt, registry, private_host, monkeypatch):
     ref = _pushed(world, ckpt, registry)
     manifest = json.loads(registry.manifests[("team/web", "v1")][0])
-    criu = [layer["digest"] for layer in manifest["layers"] if layer["annotations"]["dev.ckpt.layer.role"] == "criu"]
+    roles = {layer["digest"]: layer["annotations"]["dev.ckpt.layer.role"] for layer in manifest["layers"]}
     _new_host(monkeypatch, private_host)
-    monkeypatch.setattr(inspect, "SMALL_PAGES", 0)  # as for a checkpoint whose memory is not small
     registry.requests.clear()
     res = ckpt("inspect", ref, "--insecure", "--json")
     assert res.code == 0, res.err
     view = res.json()
-    assert [p["comm"] for p in view["processes"]] == ["sleepy"] and view["memory"] == 8192
-    assert _blob_gets(registry) == {manifest["config"]["digest"], *criu}
+    assert [p["command"] for p in view["processes"]] == ["sleepy --forever"] and view["memory"] == 8192
+    fetched = _blob_gets(registry)
+    assert manifest["config"]["digest"] in fetched
+    # Besides the config, the CRIU layer and the one pages chunk that holds the command line: nothing.
+    assert sorted(roles[d] for d in fetched - {manifest["config"]["digest"]}) == ["criu", "pages"]
 
 
 def test_inspect_shows_the_command_line_from_small_memory(world, ckpt, saved):

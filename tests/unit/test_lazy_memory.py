@@ -140,7 +140,7 @@ def test_a_stalled_source_fails_the_read_at_the_deadline(syn):
     memory = _memory(syn, source, policy=replace(DELIVERY_RETRY, deadline=0.4))
     idles = []
     start = time.monotonic()
-    with pytest.raises(Unreachable, match="did not arrive within 0.4 s"):
+    with pytest.raises(Unreachable, match="did not arrive from .* within 0.4 s"):
         memory.read("pages-1.img", 0, P, idle=lambda: idles.append(1))
     assert 0.35 <= time.monotonic() - start < 2
     assert len(idles) > 10  # the server reads requests while it waits

@@ -284,8 +284,8 @@ class RuncEngine:
                 pages.restored(state.pid)
                 self.ctx.on_progress(Update("restore", 1, 1, name))
         except BaseException as exc:
-            pages.abandon()  # after the container was removed: none of it ever runs on missing pages
-            if isinstance(exc, CkptError) and (cause := pages.error()) is not None:
+            cause = pages.abandon()  # after the container was removed: none of it ran on missing pages
+            if isinstance(exc, CkptError) and cause is not None:
                 raise cause from exc  # delivery failed first (a chunk, the registry): that is why
             raise
         return Restored(name, state.pid, bundle, warnings=netns.warnings_after_restore(network, state.pid))
