@@ -18,8 +18,13 @@ def inspect(
     *, decrypt_key: DecryptKey = None, registry: RegistryNoJobs, as_json: Json = False,
 ) -> None:
     """Show what a checkpoint holds: container, engine, CRIU, host, processes, memory, layers.
-    Of an encrypted checkpoint without --decrypt-key: all but the processes."""
+    Of an encrypted checkpoint without --decrypt-key: all but the processes. Of a pod: a tree of
+    its containers, each with its processes and memory, and what they share."""
     from ..porcelain.inspect import inspect as do_inspect
+    from . import pod
+
+    if pod.inspect(ref, registry=registry, as_json=as_json):
+        return
 
     view = do_inspect(ref, home=home(), registry=registry.options(), decrypt_keys=private_keys(decrypt_key))
     if as_json:
@@ -59,11 +64,17 @@ def convert(
 ) -> None:
     """Convert a checkpoint between ckpt's format and the shapes Podman, CRI-O and Kubernetes use.
 
+    Pods too: CRI-O's and containerd's pod directories and archives in, back out with --compat cri-o-pod|pod-archive.
+
     Example: ckpt convert podman-ckpt.tar.zst web:v1            (a Podman export into the store)
              ckpt convert web:v1 oci:/tmp/img:web --compat podman   (an image `podman container restore` takes)
+             ckpt convert /var/lib/kubelet/checkpoints/shop REG/shop:v1   (a CRI-O pod into a registry)
     """
     from ..porcelain.convert import convert as do_convert
+    from . import pod
 
+    if pod.convert(src, dest, compat=compat, registry=registry, as_json=as_json):
+        return
     with ui.progress(not as_json) as on_progress:
         result = do_convert(src, dest, compat=compat or "ckpt", home=home(), registry=registry.options(),
                             on_progress=on_progress)

@@ -7,6 +7,7 @@ from ..errors import CorruptData, NotFound, UsageError
 from ..format.read import open_checkpoint
 from ..reference import StoreRef, parse
 from .home import Home
+from .pod.places import describe
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +25,9 @@ def list_checkpoints(*, home: Home | None = None) -> list[StoreEntry]:
     out = []
     for name, desc in store.refs():
         try:
+            if pod := describe(store, desc):
+                out.append(StoreEntry(name, desc.digest, *pod))
+                continue
             checkpoint = open_checkpoint(store, desc)
         except (CorruptData, NotFound, UsageError):
             out.append(StoreEntry(name, desc.digest, "?", "?", 0))

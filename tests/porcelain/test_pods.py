@@ -369,3 +369,21 @@ def test_a_pod_goes_to_an_oci_layout_and_a_registry_and_comes_back(pod, private_
     assert view is not None and len(view.members) == 3
     result = restore_if_pod(ref, ref_or_path(ref), PodRestoreRequest(), registry=insecure)
     assert result is not None and sorted(pod.containers) == ["other", "web-client", "web-sandbox", "web-server"]
+
+
+def test_ls_inspect_and_convert_on_the_command_line(pod, ckpt, tmp_path):
+    _save()
+    listed = ckpt("ls", "--json")
+    assert listed.code == 0 and listed.json()[0]["container"] == "pod web (sandbox, server, client)"
+    shown = ckpt("inspect", "web:v1")
+    assert shown.code == 0, shown.err
+    lines = shown.out.splitlines()
+    assert lines[0].startswith("pod web  (runc, 3 members") and "network lock: pod" in lines[0]
+    assert any(line.startswith("├─ sandbox") and "owns" in line for line in lines)
+    assert any(line.startswith("└─ client") and "joins" in line and "of sandbox" in line for line in lines)
+    assert lines[-1].startswith("stored: ") and "shared between members" in lines[-1]
+    assert ckpt("inspect", "web:v1", "--json").json()["kind"] == "pod"
+    converted = ckpt("convert", "web:v1", f"oci:{tmp_path / 'out'}:pod", "--json")
+    assert converted.code == 0 and converted.json()["kind"] == "pod"
+    refused = ckpt("convert", "web:v1", str(tmp_path / "crio"), "--compat", "cri-o-pod")
+    assert refused.code == 2 and "cannot become CRI-O's pod checkpoint" in refused.err

@@ -228,3 +228,15 @@ def _(ref: RegistryRef, layout: Layout, desc: Descriptor, home: Home, registry: 
     from ..places.registry import publish as push
 
     push(layout, desc, ref, registry=registry, on_progress=on_progress, store_root=home.store_path)
+
+
+def describe(layout: Layout, desc: Descriptor) -> tuple[str, str, int] | None:
+    """For `ckpt ls`: (what it holds, when it was made, its bytes) of a pod in `layout`; None for
+    anything else."""
+    if not _pod_index(layout, desc):
+        return None
+    from .save import stored_sizes
+
+    pod = podfmt.open_pod(layout, desc)
+    members = ", ".join(m.name for m in pod.config.members)
+    return f"pod {pod.config.pod.name} ({members})", pod.config.created, stored_sizes(layout, desc)[0]
