@@ -96,7 +96,8 @@ def restore(ref: str, *, name: str | None, engine: str | None, runc_root: Any, f
 
     request = PodRestoreRequest(name=name, engine=engine, runc_root=runc_root, force=force, lazy=lazy,
                                 if_running=if_running)
-    with ui.progress(not as_json) as on_progress:
+    # No progress thread with --lazy: a single container's lazy restore forks after this looked.
+    with ui.progress(not as_json and not lazy) as on_progress:
         result = restore_if_pod(ref, ref_or_path(ref), request, home=home(), registry=registry.options(),
                                 on_progress=on_progress)
     if result is None:

@@ -39,6 +39,13 @@ def save(
     pid: Annotated[int | None, typer.Option(
         "--pid", help="Checkpoint the process tree rooted at PID (no container); DEST is then the only "
                       "argument.")] = None,
+    pod: Annotated[str | None, typer.Option(
+        "--pod", help="Checkpoint a whole pod at one moment, as one checkpoint: a Podman pod, or a runc pod named "
+                      "by its sandbox (its id, or its dev.ckpt.pod.name annotation); DEST is then the only "
+                      "argument.")] = None,
+    member: Annotated[list[str] | None, typer.Option(
+        "--member", help="With --pod: exactly this container of the pod (repeatable; default: every one that "
+                         "joins the sandbox's namespaces).")] = None,
     engine: Engine = None,
     criu: Criu,
     with_volumes: Annotated[bool, typer.Option("--with-volumes", help="Podman: include the container's "
@@ -55,9 +62,21 @@ def save(
     Example: ckpt save web            (local store, web:latest)
              ckpt save web registry.example.com/team/web:v1
              ckpt save --pid 4242 job:v1
+             ckpt save --pod web registry.example.com/team/web-pod:v1
     """
     from ..porcelain import save as porcelain
 
+    if pod is not None:
+        from . import pod as pods
+
+        if container and dest:
+            raise UsageError("give the pod with --pod, and at most a DEST")
+        pods.save(pod, member, container, engine=engine, criu=criu, with_volumes=with_volumes,
+                  refused={"--compat": bool(compat), "--encrypt-to": bool(encrypt_to), "--subject": bool(subject),
+                           "--pid": pid is not None}, runc_root=runc_root, registry=registry, as_json=as_json)
+        return
+    if member:
+        raise UsageError("--member goes with --pod")
     if pid is not None and container and not dest:
         container, dest = None, container  # `ckpt save --pid PID DEST`
     elif pid is not None and container:
@@ -108,6 +127,11 @@ def restore(
     if (wait or lazy_deadline is not None) and not lazy:
         raise UsageError("--wait and --lazy-deadline go with --lazy",
                          hint="an eager restore returns once every page is in")
+    from . import pod
+
+    if pod.restore(ref, name=name, engine=engine, runc_root=runc_root, force=force, lazy=lazy, if_running=if_running,
+                   registry=registry, as_json=as_json):
+        return
     request = porcelain.RestoreRequest(name=name, engine=engine, runc_root=runc_root, force=force,
                                        if_running=if_running, decrypt_keys=tuple(private_keys(decrypt_key)), lazy=lazy,
                                        lazy_deadline=lazy_deadline)
