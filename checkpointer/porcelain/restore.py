@@ -121,15 +121,15 @@ def lazy_source(engine: Engine, opened: Opened, home: Home) -> SourceSpec:
     """Where the page supervisor reads the memory from; UsageError saying why this checkpoint cannot
     be restored lazily (before anything is fetched but its manifest and config)."""
     checkpoint = opened.checkpoint
-    if not isinstance(engine, LazyEngine):
-        raise UsageError(f"the {engine.name} engine cannot restore lazily: ckpt serves the memory to CRIU's "
-                         "lazy-pages daemon beside `runc restore --lazy-pages`, which only runc containers have here",
-                         hint="restore it without --lazy")
     if checkpoint.manifest.encrypted:
         raise UsageError("an encrypted checkpoint cannot be restored lazily: its memory would have to be decrypted "
                          "by the page supervisor, a background process that outlives this command, and ckpt does "
                          "not hand private keys (or the layers' keys) to a process of its own making",
                          hint="restore it without --lazy (with --decrypt-key)")
+    if not isinstance(engine, LazyEngine):
+        raise UsageError(f"the {engine.name} engine cannot restore lazily: ckpt serves the memory to CRIU's "
+                         "lazy-pages daemon beside `runc restore --lazy-pages`, which only runc containers have here",
+                         hint="restore it without --lazy")
     ChunkMap(list(checkpoint.layers(roles.PAGES)))  # UsageError if the memory is not in address-aligned chunks
     return chunk_source(opened.source, home)
 
