@@ -63,11 +63,12 @@ def _resume(runc: list[str], container: str) -> None:
 
 def put_back(plan: dict[str, Any]) -> None:
     """Wait for the dump in flight, drop the lock, resume every container (each as best it can)."""
-    marker = plan.get("marker")
-    if marker:
-        deadline = time.monotonic() + DUMP_WAIT
-        while _dump_running(marker.encode()) and time.monotonic() < deadline:
-            time.sleep(0.05)
+    # What ckpt left running when it died: a dump (its command line holds `marker`), or the lock
+    # being taken (nsenter's holds the namespace's path). Unlocking under either would not last.
+    markers = [m.encode() for m in (plan.get("marker"), plan.get("unlock")) if m]
+    deadline = time.monotonic() + DUMP_WAIT
+    while any(_dump_running(m) for m in markers) and time.monotonic() < deadline:
+        time.sleep(0.05)
     if plan.get("unlock") and plan.get("tools"):
         tools = plan["tools"]
         lock = NetnsLock(plan["unlock"], Tools(tools["nsenter"], tuple(tools["restore"]), tuple(tools["check"])))
