@@ -229,3 +229,89 @@ def test_a_killed_save_leaves_the_pod_running_and_unlocked(runc_pod, tmp_path, c
     assert set(statuses.values()) == {"running"}, statuses
     assert not locked(sandbox)
     wait_state(pod.bundles["client"], lambda s: int(s["sent"]) >= int(before["sent"]) + 10)
+
+
+# --- Podman ------------------------------------------------------------------------------------
+
+
+def podman(*args: str, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess:
+    res = subprocess.run(["podman", *args], capture_output=True, text=True, timeout=120, env=env,
+                         stdin=subprocess.DEVNULL)
+    if check and res.returncode != 0:
+        raise AssertionError(f"podman {' '.join(args)} exited {res.returncode}: {res.stderr}")
+    return res
+
+
+@pytest.fixture
+def podman_env(tmp_path: Path) -> dict[str, str]:
+    """Podman's settings for this test only (CONTAINERS_CONF): runc (crun fails on cgroup v1 hybrid),
+    and file limits under this VM's hard limit, for the infra container too (`podman pod create`
+    has no --ulimit)."""
+    if not shutil.which("podman"):
+        pytest.skip("podman is not installed (scripts/setup.sh --test installs it)")
+    conf = tmp_path / "containers.conf"
+    conf.write_text('[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]\n'
+                    '[engine]\nruntime = "runc"\n')
+    return {**os.environ, "CONTAINERS_CONF": str(conf)}
+
+
+@pytest.fixture
+def pod_image(bundle_template: Path, tools: dict[str, Path], tmp_path: Path, podman_env):  # noqa: ANN001, ANN201
+    """An image with busybox, the workloads and /bin/pause (the infra's command: Podman's own pause
+    image needs catatonit, which Debian 12 lacks), made with `podman import`."""
+    rootfs = tmp_path / "image-rootfs"
+    shutil.copytree(bundle_template / "rootfs", rootfs, symlinks=True)
+    for tool in tools.values():
+        shutil.copy2(tool, rootfs / "bin" / tool.name)
+    (rootfs / "bin" / "pause").write_text("#!/bin/sh\nexec sleep 2147483647\n")
+    (rootfs / "bin" / "pause").chmod(0o755)
+    tar = tmp_path / "image.tar"
+    subprocess.run(["tar", "-C", str(rootfs), "-cf", str(tar), "."], check=True)
+    name = f"localhost/ckpt-pod-{uuid.uuid4().hex[:8]}:v1"
+    podman("import", str(tar), name, env=podman_env)
+    yield name
+    podman("rmi", "--force", name, env=podman_env, check=False)
+
+
+def test_a_podman_pod_moves_through_a_registry_with_its_connection(pod_image, podman_env, tmp_path, ckpt_home):
+    env, name = podman_env, f"pod-{uuid.uuid4().hex[:8]}"
+    try:
+        podman("pod", "create", "--name", name, "--infra-image", pod_image, "--infra-command", "/bin/pause",
+               "--network", "none", "--label", "team=shop", env=env)
+        podman("run", "-d", "--pod", name, "--name", f"{name}-server", pod_image, "/bin/tcp_pair", "serve",
+               "--state", "/state", "--port", str(PORT), "--clients", "0", env=env)
+        podman("run", "-d", "--pod", name, "--name", f"{name}-client", pod_image, "/bin/tcp_keep", "keep",
+               "127.0.0.1", str(PORT), "--state", "/state", "--interval-ms", "50", env=env)
+
+        def client_state() -> dict[str, str]:
+            out = podman("exec", f"{name}-client", "cat", "/state", env=env, check=False).stdout
+            return dict(word.split("=", 1) for word in out.split()) if "=" in out else {}
+
+        deadline = time.monotonic() + 20
+        while int(client_state().get("sent", 0)) < 5 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        before = client_state()
+        with RegistryServer(tmp_path / "registry", auth="none") as reg:
+            ref = f"{reg.host}/pods/{name}:v1"
+            saved = ckpt("save", "--pod", name, ref, "--tcp-established", "--insecure", "--json", home=ckpt_home,
+                         env=env)
+            assert saved.returncode == 0, saved.stderr
+            assert sorted(json.loads(saved.stdout)["members"]) == ["client", "server"]
+            assert podman("pod", "exists", name, env=env, check=False).returncode != 0, "the saved pod should be gone"
+            shown = json.loads(ckpt("inspect", ref, "--insecure", "--json", home=ckpt_home, env=env,
+                                    check=True).stdout)
+            assert shown["pod"]["engine"] == "podman" and shown["pod"]["sandbox"] is None
+            assert shown["pod"]["annotations"] == {"team": "shop"}
+            restored = ckpt("restore", ref, "--insecure", "--json", home=ckpt_home, env=env)
+            assert restored.returncode == 0, restored.stderr
+        deadline = time.monotonic() + 20
+        while int(client_state().get("sent", 0)) < int(before["sent"]) + 20 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        after = client_state()
+        assert after["nonce"] == before["nonce"] and after["ok"] == "1"
+        assert int(after["sent"]) >= int(before["sent"]) + 20
+        labels = json.loads(podman("pod", "inspect", name, env=env).stdout)
+        labels = labels[0] if isinstance(labels, list) else labels
+        assert labels["Labels"] == {"team": "shop"} and sorted(labels["SharedNamespaces"]) == ["ipc", "net", "uts"]
+    finally:
+        podman("pod", "rm", "--force", "--time", "0", name, env=env, check=False)
