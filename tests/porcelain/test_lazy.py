@@ -205,7 +205,7 @@ def test_a_lazy_restore_from_a_registry_fetches_criu_spec_and_rootfs_only(runc, 
     assert sorted(role.get(d, "config") for d in fetched) == ["config", "criu", "rootfs", "spec"]
     job = json.loads((fake_delivery.made[0].work / JOB_FILE).read_text())
     assert job["source"] == {"kind": "registry", "layout": None, "host": registry.host, "repository": "team/web",
-                             "insecure": True, "plain_http": None, "ca_dir": None, "cache": str(target / "cache"),
+                             "insecure": True, "plain_http": True, "ca_dir": None, "cache": str(target / "cache"),
                              "cache_limit": porcelain_cache.cache_limit(Home(target))}
     assert job["policy"]["deadline"] == 7
 

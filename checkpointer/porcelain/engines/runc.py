@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable, Iterator
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -265,14 +265,17 @@ class RuncEngine:
                           remove=(str(bundle),))
         try:
             with undone_on_failure(remove, interrupted=RESTORE_INTERRUPTED), \
-                    disk_errors("could not unpack the checkpoint"):
+                    disk_errors("could not unpack the checkpoint"), ThreadPoolExecutor(1, "ckpt-rootfs") as pool:
+                # The root filesystem comes while the CRIU images are unpacked and the supervisor
+                # writes the pages files and starts its daemon: three things at once.
+                bundled = pool.submit(self._prepare_bundle, source, checkpoint, bundle, None)
                 with phase("unpack criu images"):
                     for layer in checkpoint.layers(roles.CRIU):
                         unpack_layer(source, layer, pages.images, tarball.CRIU_IMAGES)
                     repair_images(pages.images)
-                pages.submit(checkpoint.layers(roles.PAGES), stopper)  # pages files and daemon meanwhile
+                pages.submit(checkpoint.layers(roles.PAGES), stopper)
                 with phase("unpack rootfs"):
-                    spec = self._prepare_bundle(source, checkpoint, bundle, None)
+                    spec = bundled.result()
                 network = checkpoint.config.network or netns.NetworkState.assumed(spec)
                 options = checkpoint.config.criu_options
                 criu_conf = criu_config.restore_config(pages.work, network, tcp_established=options.tcp_established)

@@ -164,7 +164,8 @@ def _(source: RegistrySource, home: Home) -> SourceSpec:
 
     opts = source.options
     return SourceSpec("registry", host=source.ref.api_host, repository=source.ref.repository,
-                      insecure=opts.insecure, ca_dir=str(opts.ca_dir) if opts.ca_dir else None,
+                      insecure=opts.insecure, plain_http=source.plain_http,
+                      ca_dir=str(opts.ca_dir) if opts.ca_dir else None,
                       cache=str(cache_path(home)) if source.cache is not None else None,
                       cache_limit=cache_limit(home) if source.cache is not None else None)
 

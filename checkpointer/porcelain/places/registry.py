@@ -61,6 +61,12 @@ class RegistrySource:
         self.descriptor = Descriptor(manifest.media_type, stored.digest, stored.size,
                                      artifact_type=parsed.artifact_type or parsed.config.media_type)
 
+    @property
+    def plain_http(self) -> bool:
+        """Whether the registry speaks plain http (found when the manifest was fetched): another
+        client of it need not try https first."""
+        return self._reg.base_url.startswith("http://")
+
     def _resolve(self) -> tuple[Any, dict[str, str]]:
         """The manifest the reference names (for an index, the one for this host's platform), and
         the index's annotations."""
