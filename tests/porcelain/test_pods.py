@@ -387,3 +387,23 @@ def test_ls_inspect_and_convert_on_the_command_line(pod, ckpt, tmp_path):
     assert converted.code == 0 and converted.json()["kind"] == "pod"
     refused = ckpt("convert", "web:v1", str(tmp_path / "crio"), "--compat", "cri-o-pod")
     assert refused.code == 2 and "cannot become CRI-O's pod checkpoint" in refused.err
+
+
+def test_the_tmp_criu_touches_keeps_its_times(tmp_path):
+    """CRIU makes and removes a directory in the container's /tmp while it dumps; the rootfs layer
+    (and so its digest, shared by the members of one image) must not see it."""
+    import os
+    import time
+
+    from checkpointer.porcelain.pod.runc import criu_leaves_tmp_as_it_was
+
+    rootfs = tmp_path / "rootfs"
+    (rootfs / "tmp").mkdir(parents=True)
+    os.utime(rootfs / "tmp", ns=(1_000_000_000, 2_000_000_000))
+    with criu_leaves_tmp_as_it_was(rootfs):
+        (rootfs / "tmp" / ".criu.mntns.x").mkdir()
+        (rootfs / "tmp" / ".criu.mntns.x").rmdir()
+        assert os.stat(rootfs / "tmp").st_mtime_ns > 2_000_000_000
+    assert os.stat(rootfs / "tmp").st_mtime_ns == 2_000_000_000
+    with criu_leaves_tmp_as_it_was(tmp_path / "no-rootfs"):
+        time.sleep(0)

@@ -16,9 +16,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import subprocess
-from collections.abc import Sequence
-from contextlib import AbstractContextManager, ExitStack
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
@@ -88,6 +89,25 @@ def sysv_objects(pid: int) -> int | None:
         return None
     lines = [line for line in res.stdout.splitlines() if line.strip()]
     return max(0, len(lines) - 3)  # each file has a header line
+
+
+@contextmanager
+def criu_leaves_tmp_as_it_was(rootfs: Path) -> Iterator[None]:
+    """CRIU makes (and removes) a directory in the container's /tmp while it dumps (seen with runc
+    1.1.5 and CRIU 4.2.1): /tmp's mtime moves, and with it the digest of the rootfs layer, so the
+    members of one image, or two checkpoints of one container, would never share their rootfs.
+    The container is frozen, so nothing of its own changed /tmp meanwhile: its times go back."""
+    tmp = rootfs / "tmp"
+    try:
+        before = os.stat(tmp, follow_symlinks=False)
+    except OSError:
+        before = None
+    try:
+        yield
+    finally:
+        if before is not None and stat.S_ISDIR(before.st_mode):
+            with suppress(OSError):
+                os.utime(tmp, ns=(before.st_atime_ns, before.st_mtime_ns), follow_symlinks=False)
 
 
 class RuncPods:
@@ -239,8 +259,10 @@ class RuncPods:
             images, criu_work = into / "images", into / "criu"
             images.mkdir()
             criu_work.mkdir()
-            self.runc.checkpoint(member.id, images, criu_work, dump_options, criu_conf=conf)
-            return Dumped(images, rootfs=rootfs_of(member.bundle, dict(member.spec)), spec=member.spec_bytes)
+            rootfs = rootfs_of(member.bundle, dict(member.spec))
+            with criu_leaves_tmp_as_it_was(rootfs):
+                self.runc.checkpoint(member.id, images, criu_work, dump_options, criu_conf=conf)
+            return Dumped(images, rootfs=rootfs, spec=member.spec_bytes)
 
         def stop(member: Member) -> None:
             self.runc.stop(member.id, member.pid)
