@@ -1,7 +1,9 @@
-"""Read a CRIU image directory with pycriu: the process tree, commands and dumped memory."""
+"""Read a CRIU image directory: the process tree, commands and dumped memory (decoded here: a few
+fields of a few images; pycriu for the rest)."""
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,19 +51,111 @@ class Process:
 
 
 def process_tree(images: Path) -> list[Process]:
+    """The processes of a checkpoint, from its pstree, core and mm images (decoded here: importing
+    pycriu's protobuf modules would cost `ckpt inspect` more than the rest of its work)."""
     out = []
-    for entry in load(images / "pstree.img")["entries"]:
-        pid = entry["pid"]
-        core = load(images / f"core-{pid}.img")["entries"][0]
-        comm = core.get("tc", {}).get("comm", "")
-        out.append(Process(pid=pid, ppid=entry.get("ppid", 0), comm=comm,
-                           cmdline=_cmdline(images, pid) or comm,
-                           threads=len(entry.get("threads", [])), memory=dumped_memory(images, pid)))
+    for pid, ppid, threads in pstree_entries(images):
+        comm = task_comm(images, pid)
+        out.append(Process(pid=pid, ppid=ppid, comm=comm, cmdline=_cmdline(images, pid) or comm, threads=threads,
+                           memory=dumped_memory(images, pid)))
+    return out
+
+
+def pstree_entries(images: Path) -> list[tuple[int, int, int]]:
+    """(pid, ppid, number of threads) of every process, from pstree.img (pstree_entry {1: pid,
+    2: ppid, 3: pgid, 4: sid, 5: threads (repeated)})."""
+    out = []
+    for data, start, end, name in _entries(images / "pstree.img", PSTREE_MAGIC):
+        fields = _fields(data, start, end, name)
+        pid = _last(fields, 1)
+        if not isinstance(pid, int):
+            raise CorruptData(f"CRIU image {name} has a process without its pid")
+        ppid = _last(fields, 2)
+        threads = 0
+        for number, value in fields:
+            if number == 5:
+                threads += len(_packed(data, value, name)) if isinstance(value, tuple) else 1
+        out.append((pid, ppid if isinstance(ppid, int) else 0, threads))
+    return out
+
+
+def task_comm(images: Path, pid: int) -> str:
+    """The command name of process `pid` (core_entry {3: tc}, task_core_entry {6: comm})."""
+    for data, start, end, name in _entries(images / f"core-{pid}.img", CORE_MAGIC):
+        tc = _last(_fields(data, start, end, name), 3)
+        if isinstance(tc, tuple):
+            comm = _last(_fields(data, *tc, name), 6)
+            if isinstance(comm, tuple):
+                return data[comm[0]:comm[1]].decode(errors="replace")
+        return ""
+    return ""
+
+
+def _entries(path: Path, magic: int) -> Iterator[tuple[bytes, int, int, str]]:
+    """(data, start, end, image name) of each message of a CRIU image: a u32 length, the message."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise CorruptData(f"CRIU image {path.name} is missing") from None
+    if len(data) < 8 or struct.unpack_from("<I", data)[0] not in (IMG_COMMON, IMG_SERVICE) \
+            or struct.unpack_from("<I", data, 4)[0] != magic:
+        raise CorruptData(f"CRIU image {path.name} is not what its name says")
+    pos = 8
+    while pos < len(data):
+        if pos + 4 > len(data):
+            raise CorruptData(f"CRIU image {path.name} ends inside an entry")
+        (size,) = struct.unpack_from("<I", data, pos)
+        end = pos + 4 + size
+        if end > len(data):
+            raise CorruptData(f"CRIU image {path.name} ends inside an entry")
+        yield data, pos + 4, end, path.name
+        pos = end
+
+
+def _fields(data: bytes, pos: int, end: int, name: str) -> list[tuple[int, int | tuple[int, int]]]:
+    """Every field of one protobuf message, in order: (number, varint value or (start, end) of a
+    length-delimited one); fixed-size fields are skipped."""
+    out: list[tuple[int, int | tuple[int, int]]] = []
+    while pos < end:
+        key, pos = varint(data, pos, end, name)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, pos = varint(data, pos, end, name)
+            out.append((number, value))
+        elif wire == 2:
+            length, pos = varint(data, pos, end, name)
+            if pos + length > end:
+                raise CorruptData(f"CRIU image {name} has an entry that overruns its length")
+            out.append((number, (pos, pos + length)))
+            pos += length
+        elif wire in (1, 5):
+            pos += 8 if wire == 1 else 4
+        else:
+            raise CorruptData(f"CRIU image {name} holds a field of unknown wire type {wire}")
+    if pos != end:
+        raise CorruptData(f"CRIU image {name} has an entry that overruns its length")
+    return out
+
+
+def _last(fields: list[tuple[int, int | tuple[int, int]]], number: int) -> int | tuple[int, int] | None:
+    found = None
+    for n, value in fields:
+        if n == number:
+            found = value  # protobuf: the last one counts
+    return found
+
+
+def _packed(data: bytes, span: tuple[int, int], name: str) -> list[int]:
+    out, pos = [], span[0]
+    while pos < span[1]:
+        value, pos = varint(data, pos, span[1], name)
+        out.append(value)
     return out
 
 
 # CRIU's magic numbers (criu/include/magic.h)
 IMG_COMMON, IMG_SERVICE, PAGEMAP_MAGIC = 0x54564319, 0x55105940, 0x56084025
+PSTREE_MAGIC, CORE_MAGIC, MM_MAGIC = 0x50273030, 0x55053847, 0x57492820
 PE_LAZY, PE_PRESENT = 2, 4  # pagemap_entry flags (criu/include/pagemap.h)
 
 
@@ -168,12 +262,13 @@ def command_line_place(images: Path, pid: int) -> tuple[str, int, int] | None:
     the checkpoint does not hold it (or it looks implausible). Reading only the pages chunk that
     holds it (not every page) is how `ckpt inspect` shows commands without fetching the memory."""
     try:
-        mm = load(images / f"mm-{pid}.img")["entries"][0]
-        start, end = int(mm["mm_arg_start"]), int(mm["mm_arg_end"])
+        data, start_, end_, name = next(_entries(images / f"mm-{pid}.img", MM_MAGIC))
+        fields = _fields(data, start_, end_, name)  # mm_entry {8: mm_arg_start, 9: mm_arg_end}
+        start, end = _last(fields, 8), _last(fields, 9)
         pages_id, regions = read_pagemap(images / f"pagemap-{pid}.img")
-    except (CorruptData, KeyError, IndexError, TypeError, ValueError):
+    except (CorruptData, StopIteration):
         return None
-    if not 0 < end - start <= 1 << 16:
+    if not isinstance(start, int) or not isinstance(end, int) or not 0 < end - start <= 1 << 16:
         return None
     offset = 0
     for vaddr, pages in regions:
