@@ -5,8 +5,11 @@ import json
 import os
 import select
 import shutil
+import stat
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -175,6 +178,25 @@ def load_spec(bundle: Path) -> dict:
 def rootfs_of(bundle: Path, spec: dict) -> Path:
     root = Path(spec.get("root", {}).get("path", "rootfs"))
     return root if root.is_absolute() else bundle / root
+
+
+@contextmanager
+def criu_leaves_tmp_as_it_was(rootfs: Path) -> Iterator[None]:
+    """CRIU makes (and removes) a directory in the container's /tmp while it dumps (runc 1.1.5,
+    CRIU 4.2.1): /tmp's mtime moves, and with it the digest of the rootfs layer, so two
+    checkpoints of one container, or two containers of one image, would never share their rootfs.
+    Dumped frozen, the container itself changed nothing meanwhile: /tmp's times go back."""
+    tmp = rootfs / "tmp"
+    try:
+        before = os.stat(tmp, follow_symlinks=False)
+    except OSError:
+        before = None
+    try:
+        yield
+    finally:
+        if before is not None and stat.S_ISDIR(before.st_mode):
+            with suppress(OSError):
+                os.utime(tmp, ns=(before.st_atime_ns, before.st_mtime_ns), follow_symlinks=False)
 
 
 class ResumeGuard:

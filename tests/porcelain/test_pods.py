@@ -395,7 +395,7 @@ def test_the_tmp_criu_touches_keeps_its_times(tmp_path):
     import os
     import time
 
-    from checkpointer.porcelain.pod.runc import criu_leaves_tmp_as_it_was
+    from checkpointer.runtime.runc import criu_leaves_tmp_as_it_was
 
     rootfs = tmp_path / "rootfs"
     (rootfs / "tmp").mkdir(parents=True)

@@ -30,7 +30,7 @@ from ...host import tree_rss
 from ...lazy.stop import Stopper
 from ...oci import tarball
 from ...progress import Update
-from ...runtime.runc import ContainerState, Runc, load_spec, rootfs_of
+from ...runtime.runc import ContainerState, Runc, criu_leaves_tmp_as_it_was, load_spec, rootfs_of
 from ...timing import phase
 from ..deliveries import LazyPages
 from ..home import disk_errors
@@ -148,7 +148,7 @@ class RuncEngine:
             # Read while the preflight and the pause ran; the namespace is there until the dump ends.
             dumped.network = probe.network()
             self.ctx.on_progress(Update("checkpoint", 0, 1, ctr.id))
-            with phase("dump"):
+            with phase("dump"), criu_leaves_tmp_as_it_was(rootfs_of(ctr.bundle, ctr.spec)):
                 self.runc.checkpoint(ctr.id, images, criu_work, dump_options, criu_conf=conf)
             dumped_yet = True
             self.ctx.on_progress(Update("checkpoint", 1, 1, ctr.id))

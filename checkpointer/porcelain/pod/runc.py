@@ -16,10 +16,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import stat
 import subprocess
-from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
+from collections.abc import Sequence
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
@@ -32,7 +31,7 @@ from ...format import pod as podfmt
 from ...format.read import Checkpoint
 from ...format.source import BlobSource
 from ...runtime import pod_lock
-from ...runtime.runc import ContainerState, Runc, load_spec, rootfs_of
+from ...runtime.runc import ContainerState, Runc, criu_leaves_tmp_as_it_was, load_spec, rootfs_of
 from ...timing import phase
 from ..engines.base import ConfigFacts, Context, Dumped, DumpOptions, Restored, Staged
 from ..engines.placement import Placement
@@ -89,25 +88,6 @@ def sysv_objects(pid: int) -> int | None:
         return None
     lines = [line for line in res.stdout.splitlines() if line.strip()]
     return max(0, len(lines) - 3)  # each file has a header line
-
-
-@contextmanager
-def criu_leaves_tmp_as_it_was(rootfs: Path) -> Iterator[None]:
-    """CRIU makes (and removes) a directory in the container's /tmp while it dumps (seen with runc
-    1.1.5 and CRIU 4.2.1): /tmp's mtime moves, and with it the digest of the rootfs layer, so the
-    members of one image, or two checkpoints of one container, would never share their rootfs.
-    The container is frozen, so nothing of its own changed /tmp meanwhile: its times go back."""
-    tmp = rootfs / "tmp"
-    try:
-        before = os.stat(tmp, follow_symlinks=False)
-    except OSError:
-        before = None
-    try:
-        yield
-    finally:
-        if before is not None and stat.S_ISDIR(before.st_mode):
-            with suppress(OSError):
-                os.utime(tmp, ns=(before.st_atime_ns, before.st_mtime_ns), follow_symlinks=False)
 
 
 class RuncPods:
