@@ -12,7 +12,6 @@ from ...progress import OnProgress, noop
 from ..home import Home, disk_errors
 from ..places import RegistryOptions
 from . import places
-from .save import stored_sizes
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +39,7 @@ def convert_if_pod(src: str, dest: str, *, compat: str = "ckpt", home: Home | No
             if target is None:
                 raise UsageError(f"{dest!r} is no REF to write a pod checkpoint to")
             places.publish(target, layout, opened.descriptor, home, registry, on_progress)
-            size, _ = stored_sizes(layout, opened.descriptor)
+            size, _ = places.stored_sizes(layout, opened.descriptor)
         elif compat in pod_write.SHAPES:
             with disk_errors(f"could not write {dest}"):
                 size = pod_write.write_pod_layout(layout, opened.pod, compat, Path(dest), on_progress=on_progress)

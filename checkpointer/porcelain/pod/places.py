@@ -235,8 +235,23 @@ def describe(layout: Layout, desc: Descriptor) -> tuple[str, str, int] | None:
     anything else."""
     if not _pod_index(layout, desc):
         return None
-    from .save import stored_sizes
-
     pod = podfmt.open_pod(layout, desc)
     members = ", ".join(m.name for m in pod.config.members)
     return f"pod {pod.config.pod.name} ({members})", pod.config.created, stored_sizes(layout, desc)[0]
+
+
+def stored_sizes(layout: Layout, index: Descriptor) -> tuple[int, int]:
+    """(bytes of the pod checkpoint, every blob and manifest once; bytes the members have in common:
+    what storing each member on its own would add)."""
+    sizes: dict[str, int] = {index.digest: index.size}
+    per_member = member_blobs = 0
+    seen: set[str] = set()
+    for entry in Index.from_bytes(layout.read_blob(index)).manifests:
+        sizes[entry.digest] = entry.size
+        blobs = layout.read_manifest(entry).blobs()
+        sizes.update((blob.digest, blob.size) for blob in blobs)
+        if entry.annotations.get(podfmt.ROLE) == podfmt.ROLE_MEMBER:
+            per_member += sum(blob.size for blob in blobs)
+            member_blobs += sum(blob.size for blob in blobs if blob.digest not in seen)
+            seen.update(blob.digest for blob in blobs)
+    return sum(sizes.values()), per_member - member_blobs

@@ -26,7 +26,7 @@ from ...format.config import CheckpointConfig
 from ...format.write import EngineFiles, OnBlob, write_checkpoint
 from ...host import tree_rss
 from ...oci.layout import Layout
-from ...oci.model import Descriptor, Index
+from ...oci.model import Descriptor
 from ...progress import OnProgress, noop
 from ...reference import parse
 from ...timing import phase
@@ -107,7 +107,7 @@ def save_pod(request: PodSaveRequest, *, home: Home | None = None, registry: Reg
             with phase("publish"):
                 for ref in refs:
                     places.publish(ref, packed, index, home, registry, on_progress)
-                size, shared = stored_sizes(packed, index)
+                size, shared = places.stored_sizes(packed, index)
             frozen.commit()
     return PodSaveResult(pod=pod.identity.name, members=tuple(m.name for m in pod.members),
                          references=tuple(str(ref) for ref in refs), digest=index.digest, size=size, shared=shared,
@@ -150,20 +150,3 @@ def _pod_files(pod: Pod, work: Path) -> EngineFiles | None:
     for name, data in pod.files.items():
         atomic.write_bytes(root / name, data)
     return EngineFiles(root, sorted(pod.files))
-
-
-def stored_sizes(layout: Layout, index: Descriptor) -> tuple[int, int]:
-    """(bytes of the pod checkpoint, every blob and manifest once; bytes the members have in common:
-    what storing each member on its own would add)."""
-    sizes: dict[str, int] = {index.digest: index.size}
-    per_member = member_blobs = 0
-    seen: set[str] = set()
-    for entry in Index.from_bytes(layout.read_blob(index)).manifests:
-        sizes[entry.digest] = entry.size
-        blobs = layout.read_manifest(entry).blobs()
-        sizes.update((blob.digest, blob.size) for blob in blobs)
-        if entry.annotations.get(podfmt.ROLE) == podfmt.ROLE_MEMBER:
-            per_member += sum(blob.size for blob in blobs)
-            member_blobs += sum(blob.size for blob in blobs if blob.digest not in seen)
-            seen.update(blob.digest for blob in blobs)
-    return sum(sizes.values()), per_member - member_blobs
