@@ -77,8 +77,9 @@ def check_shape(root: Path) -> None:
     if (root / keys.CHECKPOINTED_PODS).exists():
         raise UsageError("this is a kubelet archive of whole pods (checkpointed.pods); ckpt restores single "
                          "containers", hint="checkpoint the containers one by one")
-    if (root / keys.POD_DUMP).exists():
-        raise UsageError("this is a Podman pod checkpoint (pod.dump); ckpt restores single containers")
+    if any((root / name).exists() for name in (keys.POD_OPTIONS, keys.POD_DUMP, keys.POD_MANIFEST)):
+        raise UsageError("this is a pod checkpoint of several containers, not a single container's",
+                         hint="`ckpt convert`, `ckpt inspect` and `ckpt restore` take it as a pod")
     if not (root / keys.CHECKPOINT_DIR).is_dir():
         also = " (only a pre-checkpoint/)" if (root / keys.PRE_CHECKPOINT_DIR).is_dir() else ""
         raise CorruptData(f"the checkpoint archive has no checkpoint/ directory of CRIU images{also}")

@@ -15,7 +15,9 @@ DUMP_LOG = "dump.log"
 NETWORK_STATUS = "network.status"
 STATS_DUMP = "stats-dump"
 CHECKPOINTED_PODS = "checkpointed.pods"  # a kubelet archive of several pods
-POD_DUMP = "pod.dump"  # a Podman pod archive
+POD_DUMP = "pod.dump"  # containerd's first pod archives (compat/pod_read.py)
+POD_OPTIONS = "pod.options"  # CRI-O's and containerd's first pod archives
+POD_MANIFEST = "checkpoint-manifest.json"  # CRI-O's and containerd's CheckpointPod directories
 
 # spec.dump annotations.
 CONTAINER_MANAGER = "io.container.manager"  # libpod | cri-o; containerd sets none

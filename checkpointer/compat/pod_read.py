@@ -40,9 +40,9 @@ from . import archive, containerd, keys
 from .exportdir import read_info, write_ckpt
 from .read import config_for
 
-POD_OPTIONS = "pod.options"
-POD_DUMP = "pod.dump"  # containerd's first pod checkpoints: the CRI PodSandboxConfig
-MANIFEST = "checkpoint-manifest.json"
+POD_OPTIONS = keys.POD_OPTIONS
+POD_DUMP = keys.POD_DUMP  # containerd's first pod checkpoints: the CRI PodSandboxConfig
+MANIFEST = keys.POD_MANIFEST
 POD_CONFIG = "pod-config.json"
 CRIO_DIR = "containers"
 MAX_JSON = 16 << 20  # containerd's limit for the manifest; CRI-O's is 4 MiB

@@ -185,3 +185,12 @@ def test_a_single_container_archive_is_no_pod(criu_images: Path, tmp_path: Path)
     layout = Layout(tmp_path / "layout", create=True)
     with pytest.raises(UsageError, match="no pod checkpoint"):
         pod_read.pod_to_ckpt(tmp_path / "one", layout, tmp_path / "work")
+
+
+def test_the_single_container_reader_refuses_a_pod(criu_images: Path, tmp_path: Path) -> None:
+    from checkpointer.compat.read import archive_to_ckpt
+
+    source = containerd_gen1(tmp_path / "pod.tar", criu_images)
+    layout = Layout(tmp_path / "layout", create=True)
+    with pytest.raises(UsageError, match="pod checkpoint of several containers"):
+        archive_to_ckpt(source, layout, tmp_path / "work")
