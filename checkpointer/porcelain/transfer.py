@@ -28,6 +28,10 @@ def copy(src: str, dest: str | None = None, *, home: Home | None = None,
         raise UsageError(f"{source_ref} is a checkpoint archive, which `ckpt convert` reads",
                          hint=f"ckpt convert {src} DEST")
     target = parse(dest) if dest else local_name_for(source_ref)
+    from .pod.convert import convert_if_pod
+
+    if pod := convert_if_pod(src, str(target), home=home, registry=registry, on_progress=on_progress):
+        return CopyResult(source=str(source_ref), destination=str(target), digest=pod.digest, size=pod.size)
     sink = open_sink(target, home, registry=registry, on_progress=on_progress)
     with disk_errors("could not copy the checkpoint"), \
             open_source(source_ref, home, registry=registry, on_progress=on_progress) as source:

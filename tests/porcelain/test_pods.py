@@ -407,3 +407,15 @@ def test_the_tmp_criu_touches_keeps_its_times(tmp_path):
     assert os.stat(rootfs / "tmp").st_mtime_ns == 2_000_000_000
     with criu_leaves_tmp_as_it_was(tmp_path / "no-rootfs"):
         time.sleep(0)
+
+
+def test_push_and_pull_copy_a_pod_whole(pod, ckpt, registry, private_host):
+    _save()
+    ref = f"{registry.host}/team/web:v1"
+    pushed = ckpt("push", "web:v1", ref, "--insecure", "--json")
+    assert pushed.code == 0, pushed.err
+    index = json.loads(registry.manifests[("team/web", "v1")][0])
+    assert index["artifactType"] == podfmt.POD_ARTIFACT
+    pulled = ckpt("pull", ref, "copy:v2", "--insecure", "--json")
+    assert pulled.code == 0 and pulled.json()["digest"] == pushed.json()["digest"]
+    assert "copy:v2" in tags(private_host)
