@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from criu_fixture import write_images
 from scripted_runtimes import Ctr, ScriptedPodman, _option, sleeper
-from test_pods import FakeGuard, FakeLock
+from test_pod_runc import FakeGuard, FakeLock
 
 from checkpointer.criu import netns
 from checkpointer.criu.options import CriuOptions
