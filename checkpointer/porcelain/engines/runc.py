@@ -50,6 +50,7 @@ from .base import (
     not_a_container,
     store_name_for,
 )
+from .placement import Placement
 
 # Where the engines keep per-container files that their specs bind into containers.
 _ENGINE_PATHS = ("/var/run/containers/", "/run/containers/", "/var/lib/containers/", "/var/lib/kubelet/",
@@ -66,9 +67,11 @@ class RuncContainer(Container):
 class RuncEngine:
     name: ClassVar[str] = "runc"
 
-    def __init__(self, ctx: Context, runc: Runc | None = None) -> None:
+    def __init__(self, ctx: Context, runc: Runc | None = None, placement: Placement | None = None) -> None:
+        """`placement`: a restore puts the container into a pod (porcelain/pod/runc.py)."""
         self.ctx = ctx
         self._runc = runc
+        self.placement = placement
 
     @property
     def runc(self) -> Runc:
@@ -233,7 +236,8 @@ class RuncEngine:
                 spec = self._prepare_bundle(source, checkpoint, bundle, staged.rootfs)
             network = checkpoint.config.network or netns.NetworkState.assumed(spec)
             options = checkpoint.config.criu_options
-            criu_conf = criu_config.restore_config(work, network, tcp_established=options.tcp_established)
+            criu_conf = criu_config.restore_config(work, network, tcp_established=options.tcp_established,
+                                                   locked=bool(self.placement and self.placement.locked))
             images = work / "images"
             with phase("unpack images"):
                 unpack_images(source, checkpoint, images, on_progress=self.ctx.on_progress, placed=placed)
@@ -278,7 +282,8 @@ class RuncEngine:
                     spec = bundled.result()
                 network = checkpoint.config.network or netns.NetworkState.assumed(spec)
                 options = checkpoint.config.criu_options
-                criu_conf = criu_config.restore_config(pages.work, network, tcp_established=options.tcp_established)
+                criu_conf = criu_config.restore_config(pages.work, network, tcp_established=options.tcp_established,
+                                                       locked=bool(self.placement and self.placement.locked))
                 with phase("page supervisor ready"):
                     pages.ready()
                 self.ctx.on_progress(Update("restore", 0, 1, name))
@@ -303,6 +308,8 @@ class RuncEngine:
         try:
             spec = json.loads(source.read_blob(spec_layer))
             spec["root"] = {**spec.get("root", {}), "path": "rootfs"}
+            if self.placement is not None:
+                spec = self.placement.apply(spec)
         except (ValueError, TypeError, AttributeError, RecursionError) as exc:
             raise CorruptData(f"the runtime spec in the checkpoint is malformed: {exc}") from None
         bundle.mkdir(parents=True)

@@ -13,7 +13,6 @@ the new sandbox, then the lock is dropped.
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -23,12 +22,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ... import atomic
 from ...criu import config as criu_config
 from ...criu import netns
 from ...errors import AlreadyExists, NotFound, UsageError
 from ...format import pod as podfmt
-from ...format.read import Checkpoint
 from ...format.source import BlobSource
 from ...runtime import pod_lock
 from ...runtime.runc import ContainerState, Runc, criu_leaves_tmp_as_it_was, load_spec, rootfs_of
@@ -306,7 +303,7 @@ class RuncPods:
                     placement = Placement(joins={kind: f"/proc/{sandbox_pid}/ns/{NS_FILES[kind]}"
                                                  for kind in member.joins()}, locked=bool(held))
                 with phase(f"restore {name}"):
-                    restored = _PlacedRunc(self.ctx, self.runc, placement).restore(
+                    restored = RuncEngine(self.ctx, runc=self.runc, placement=placement).restore(
                         source, pod.checkpoints[name], ids[name], Staged())
                 done.append(restored)
                 members.append(RestoredMember(name, restored.container, restored.pid, restored.warnings))
@@ -326,17 +323,3 @@ class RuncPods:
                 guard.keep()
             held.clear()
         return RestoredPod(new_pod, tuple(members))
-
-
-class _PlacedRunc(RuncEngine):
-    """The runc engine's restore, with the member's spec placed into the pod (engines/placement.py)."""
-
-    def __init__(self, ctx: Context, runc: Runc, placement: Placement) -> None:
-        super().__init__(ctx, runc=runc)
-        self.placement = placement
-
-    def _prepare_bundle(self, source: BlobSource, checkpoint: Checkpoint, bundle: Path,
-                        unpacked: Path | None) -> dict:
-        spec = self.placement.apply(super()._prepare_bundle(source, checkpoint, bundle, unpacked))
-        atomic.write_bytes(bundle / "config.json", json.dumps(spec, indent=2).encode(), mode=0o644)
-        return spec
