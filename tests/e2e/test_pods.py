@@ -229,6 +229,9 @@ def test_a_killed_save_leaves_the_pod_running_and_unlocked(runc_pod, tmp_path, c
     assert set(statuses.values()) == {"running"}, statuses
     assert not locked(sandbox)
     wait_state(pod.bundles["client"], lambda s: int(s["sent"]) >= int(before["sent"]) + 10)
+    # What the killed save left (its work directory with the dumps made so far) goes with fsck.
+    fsck = json.loads(ckpt("fsck", "--repair", "--json", home=ckpt_home).stdout)
+    assert any("pod-save-" in path for path in fsck["leftover_workdirs"])
 
 
 # --- Podman ------------------------------------------------------------------------------------
