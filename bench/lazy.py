@@ -1,14 +1,35 @@
 #!/usr/bin/env python3
 """Lazy restore benchmark: how soon a restored workload runs again, and how soon all its memory is
 in, with the memory served on demand by ckpt's page server (checkpointer/lazy), against an eager
-restore of the same checkpoint.
+restore of the same checkpoint and against Podman.
 
-    sudo .venv/bin/python bench/lazy.py [--sizes 512,2048] [--repeat 3] [--access idle,busy] [--json OUT]
+    sudo .venv/bin/python bench/lazy.py [--suite cli|plumbing] [--sizes 512,2048,8192] [--repeat 3]
+                                        [--podman-sizes 512,2048] [--json OUT]
 
-For each memory size it starts the sample workload (samples/workload.c, ticking every 20 ms),
-dumps it with `runc checkpoint`, packs the dump with ckpt's writer into an OCI layout and pushes
-that to a docker-registry on 127.0.0.1. Then, interleaved per repetition, it restores the same
-checkpoint four ways into a fresh copy of the bundle (the rootfs is not part of what is timed):
+Suite `cli` (the default) measures the commands a user runs, from a docker-registry on 127.0.0.1:
+for each memory size it starts the sample workload (samples/workload.c, ticking every 20 ms),
+`ckpt save`s it to the registry once, and then, interleaved per repetition, restores it into an
+empty CKPT_HOME (nothing of the source at hand) three ways:
+
+  ckpt eager      `ckpt restore REF`
+  ckpt lazy       `ckpt restore --lazy REF` (then `ckpt status --wait`)
+  Podman          `podman pull` + `podman container restore` of a `--create-image` checkpoint
+                  pushed to the same registry (sizes in --podman-sizes)
+
+"first tick" is from the start of the command to the workload's first state write after the
+restore (the state file's mtime); "all in" is when every page was in (eager: the command
+returned; lazy: the supervisor's status says so). At the sizes in --migrate-sizes it also measures
+a migration as the workload sees it (downtime: its longest gap between two ticks) with `ckpt save`
+followed by `ckpt restore` and by `ckpt restore --lazy`; `ckpt inspect` of the checkpoint (bytes
+the registry sent, through a counting proxy, and time); and a second lazy and eager restore into
+the CKPT_HOME of an earlier one, whose blob cache holds every chunk (blob bytes sent: must be 0).
+From 4 GiB up scratch stays on disk (CKPT_NO_TMPFS): twice the memory in tmpfs would crowd the
+machine.
+
+Suite `plumbing` measures the page server alone, without the command line: for each memory size
+it dumps the workload with `runc checkpoint`, packs the dump with ckpt's writer into an OCI layout
+and pushes that to the registry; then, interleaved per repetition, it restores the same checkpoint
+four ways into a fresh copy of the bundle (the rootfs is not part of what is timed):
 
   eager, layout     unpack the criu and pages layers (tmpfs; on disk from 4 GiB up), `runc restore`
   eager, registry   pull every blob into a fresh layout, then as above
@@ -18,11 +39,9 @@ checkpoint four ways into a fresh copy of the bundle (the rootfs is not part of 
   lazy, registry    fetch the manifest and the criu layer from the registry, then as above with
                     every chunk fetched from the registry on demand (no cache)
 
-"first tick" is when the workload wrote its first state after the restore (the state file's
-mtime), "all in" when every page was in (eager: `runc restore` returned; lazy: the daemon said
-so). Times count from the start of the restore. Access patterns: `idle` the workload touches
-little of its memory; `busy` it reads all of it every second (the first read may fall inside
-the transfer); after a busy run the memory checksum must verify.
+Access patterns (plumbing): `idle` the workload touches little of its memory; `busy` it reads all
+of it every second (the first read may fall inside the transfer); after a busy run the memory
+checksum must verify. Every restore checks that the workload carried on (same nonce).
 """
 from __future__ import annotations
 
@@ -43,6 +62,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO))
 
+from support.recording_proxy import RecordingProxy  # noqa: E402
 from support.registry_server import RegistryServer  # noqa: E402
 
 from checkpointer.format import roles  # noqa: E402
@@ -67,9 +87,9 @@ VERIFY_EVERY = {"idle": 1_000_000_000, "busy": 1000 // INTERVAL_MS}
 SHM = Path("/dev/shm")
 
 
-def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
+def run(cmd: list[str], *, check: bool = True, **kw) -> subprocess.CompletedProcess:
     res = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL, **kw)
-    if res.returncode != 0:
+    if check and res.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd[:5])} failed ({res.returncode}): {res.stderr[-2000:]}")
     return res
 
@@ -291,17 +311,7 @@ def report(results: dict) -> str:
     return "\n".join(lines)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default="512,2048")
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--access", default="idle,busy")
-    parser.add_argument("--modes", default="eager-layout,lazy-layout,eager-registry,lazy-registry")
-    parser.add_argument("--json", type=Path)
-    opts = parser.parse_args()
-    if os.geteuid() != 0:
-        print("bench/lazy.py needs root (runc, CRIU)", file=sys.stderr)
-        return 1
+def plumbing_main(opts: argparse.Namespace) -> int:
     work = Path(tempfile.mkdtemp(prefix="ckpt-lazy-bench-", dir="/var/tmp"))
     results: dict[str, dict[str, list[dict]]] = {}
     try:
@@ -329,6 +339,332 @@ def main() -> int:
     if opts.json:
         opts.json.write_text(json.dumps(results, indent=1))
     return 0
+
+
+# -- the command line: ckpt restore --lazy against ckpt restore and Podman ----------------------------
+
+PY = str(REPO / ".venv" / "bin" / "python")
+PODMAN_RUN = ["--runtime", "runc", "--network", "none", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
+BASE_IMAGE = "localhost/ckpt-lazy-bench:latest"
+LARGE = 4096  # MiB: from here on scratch stays on disk
+
+
+def workload_args(size: int) -> list[str]:
+    return ["/bin/workload", "--mem", str(size), "--state", "/state", "--interval-ms", str(INTERVAL_MS),
+            "--verify-every", str(VERIFY_EVERY["idle"]), "--seed", str(random.randrange(1, 1 << 40))]
+
+
+def tick_of(path: Path, after: int, not_before: float = 0.0, timeout: float = 180.0) -> float:
+    """Wall-clock time of the first tick past `after` written to the state file `path` (which may
+    not exist yet) since `not_before` (the file unpacked from a checkpoint's root filesystem keeps
+    its old time), less the ticks that came after it when the file was read late."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            st = path.stat()
+            fields = dict(i.split("=", 1) for i in path.read_text().split())
+            counter = int(fields["counter"])
+        except (OSError, ValueError, KeyError):
+            counter = -1
+        if counter > after and st.st_mtime >= not_before:
+            return st.st_mtime - (counter - after - 1) * INTERVAL_MS / 1000
+        time.sleep(0.001)
+    raise RuntimeError(f"the restored workload never ticked ({path})")
+
+
+def read_fields(path: Path) -> dict[str, str]:
+    return dict(i.split("=", 1) for i in path.read_text().split())
+
+
+@dataclass
+class Saved:
+    size: int
+    name: str
+    ref: str
+    frozen: dict[str, str]  # the workload's state at the checkpoint
+    blob_bytes: int  # config and layers, as pushed
+
+
+class CliRig:
+    def __init__(self, work: Path, registry: RegistryServer, proxy: RecordingProxy) -> None:
+        self.work, self.reg, self.proxy = work, registry, proxy
+        self.template = work / "template"
+        self.runc_root = work / "runc-root"
+        self.runc_root.mkdir()
+        run([sys.executable, str(REPO / "samples" / "make_bundle.py"), str(self.template)])
+        self.n = 0
+
+    def env(self, home: Path, size: int) -> dict[str, str]:
+        env = {**os.environ, "CKPT_HOME": str(home)}
+        if size >= LARGE:
+            env["CKPT_NO_TMPFS"] = "1"
+        return env
+
+    def ckpt(self, home: Path, size: int, *args: str) -> subprocess.CompletedProcess:
+        return run([PY, "-m", "checkpointer", *args], env=self.env(home, size), cwd=REPO)
+
+    def home(self) -> Path:
+        self.n += 1
+        return self.work / f"home-{self.n}"
+
+    def start(self, size: int, name: str) -> Path:
+        bundle = self.work / f"bundle-{name}"
+        shutil.copytree(self.template, bundle, symlinks=True)
+        spec = json.loads((bundle / "config.json").read_text())
+        spec["process"]["args"] = workload_args(size)
+        (bundle / "config.json").write_text(json.dumps(spec))
+        run(["runc", "--root", str(self.runc_root), "run", "--detach", "--bundle", str(bundle), name])
+        wait_state(bundle, lambda s: int(s["counter"]) >= 5)
+        return bundle
+
+    def remove(self, name: str) -> None:
+        subprocess.run(["runc", "--root", str(self.runc_root), "delete", "--force", name], capture_output=True)
+
+    def save(self, size: int) -> Saved:
+        name = f"lazy-cli-{size}"
+        bundle = self.start(size, name)
+        ref = f"{self.reg.host}/bench/lazy-cli-{size}:v1"
+        home = self.home()
+        self.ckpt(home, size, "save", "--runc-root", str(self.runc_root), name, ref)
+        frozen = read_fields(bundle / "rootfs" / "state")
+        shutil.rmtree(bundle)
+        shutil.rmtree(home)
+        with Registry(self.reg.host) as reg:
+            manifest = Manifest.from_bytes(fetch_manifest(reg, f"bench/lazy-cli-{size}", "v1").data)
+        total = manifest.config.size + sum(layer.size for layer in manifest.layers)
+        return Saved(size, name, ref, frozen, total)
+
+    def carried_on(self, saved: Saved, home: Path) -> bool:
+        state_file = home / "containers" / saved.name / "rootfs" / "state"
+        after = wait_state(state_file.parent.parent, lambda s: int(s["counter"]) > int(saved.frozen["counter"]) + 2)
+        return after["nonce"] == saved.frozen["nonce"]
+
+    def restore(self, saved: Saved, *, lazy: bool, home: Path | None = None, proxied: bool = False) -> dict:
+        """One `ckpt restore` (`--lazy`) of `saved` into `home` (default: a new, empty one)."""
+        fresh = home is None
+        home = home or self.home()
+        self.remove(saved.name)
+        shutil.rmtree(home / "containers" / saved.name, ignore_errors=True)  # its state file too
+        os.sync()
+        ref = saved.ref.replace(self.reg.host, self.proxy.host) if proxied else saved.ref
+        self.proxy.clear()
+        args = [PY, "-m", "checkpointer", "restore", *(["--lazy"] if lazy else []), "--runc-root",
+                str(self.runc_root), ref]
+        t0 = time.time()
+        proc = subprocess.Popen(args, env=self.env(home, saved.size), cwd=REPO, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        tick = tick_of(home / "containers" / saved.name / "rootfs" / "state", int(saved.frozen["counter"]), t0)
+        _, err = proc.communicate()
+        returned = time.time()
+        if proc.returncode != 0:
+            raise RuntimeError(f"ckpt restore failed ({proc.returncode}): {err[-2000:]}")
+        result = {"first_tick": tick - t0, "returned": returned - t0, "all_in": returned - t0}
+        if lazy:
+            status = json.loads(self.ckpt(home, saved.size, "status", saved.name, "--wait", "--json").stdout)[0]
+            if status["state"] != COMPLETE:
+                raise RuntimeError(f"lazy restore failed: {status['error']}")
+            result["all_in"] = status["finished"] - t0
+            result["fetched_mib"] = status["fetchedBytes"] / 2**20
+        if proxied:
+            result["blob_bytes"] = self.proxy.blob_bytes()
+        result["ok"] = self.carried_on(saved, home)
+        self.remove(saved.name)
+        if fresh and not proxied:
+            shutil.rmtree(home, ignore_errors=True)
+        return result
+
+    def cached(self, saved: Saved) -> dict:
+        """A restore into the home of an earlier one: its cache holds every blob."""
+        home = self.home()
+        self.restore(saved, lazy=True, home=home, proxied=True)
+        out = {}
+        for lazy in (True, False):
+            again = self.restore(saved, lazy=lazy, home=home, proxied=True)
+            out["lazy" if lazy else "eager"] = again
+        shutil.rmtree(home, ignore_errors=True)
+        return out
+
+    def inspect(self, saved: Saved) -> dict:
+        home = self.home()
+        ref = saved.ref.replace(self.reg.host, self.proxy.host)
+        self.proxy.clear()
+        t0 = time.time()
+        self.ckpt(home, saved.size, "inspect", ref, "--json")
+        took = time.time() - t0
+        shutil.rmtree(home, ignore_errors=True)
+        return {"time": took, "bytes": self.proxy.blob_bytes(), "total": saved.blob_bytes,
+                "share": self.proxy.blob_bytes() / saved.blob_bytes}
+
+    def migrate(self, size: int, *, lazy: bool) -> dict:
+        """save + restore as the workload sees it: its longest gap between two ticks."""
+        name = f"lazy-mig-{size}-{'lazy' if lazy else 'eager'}"
+        bundle = self.start(size, name)
+        ref = f"{self.reg.host}/bench/lazy-mig-{size}-{int(lazy)}:v{self.n}"
+        src, dst = self.home(), self.home()
+        t0 = time.time()
+        self.ckpt(src, size, "save", "--runc-root", str(self.runc_root), name, ref)
+        t_saved = time.time()
+        frozen = read_fields(bundle / "rootfs" / "state")
+        shutil.rmtree(bundle)
+        shutil.rmtree(src)
+        self.ckpt(dst, size, "restore", *(["--lazy", "--wait"] if lazy else []), "--runc-root", str(self.runc_root),
+                  ref)
+        t_done = time.time()
+        rootfs = dst / "containers" / name
+        after = wait_state(rootfs, lambda s: int(s["counter"]) > int(frozen["counter"]) + 5)
+        self.remove(name)
+        shutil.rmtree(dst, ignore_errors=True)
+        return {"downtime": (int(after["max_gap_ms"]) - INTERVAL_MS) / 1000, "save": t_saved - t0,
+                "restore": t_done - t_saved, "ok": after["nonce"] == frozen["nonce"]}
+
+    # -- Podman ---------------------------------------------------------------------------------------
+
+    def podman_ready(self) -> None:
+        run(["podman", "rmi", "--force", BASE_IMAGE], check=False)
+        tar = self.work / "rootfs.tar"
+        run(["tar", "-C", str(self.template / "rootfs"), "-cf", str(tar), "."])
+        run(["podman", "import", str(tar), BASE_IMAGE])
+
+    def podman_save(self, size: int) -> tuple[str, str, dict[str, str]]:
+        name = f"lazy-podman-{size}"
+        image = f"localhost/lazy-podman-{size}:v1"
+        remote = f"{self.reg.host}/bench/lazy-podman-{size}:v1"
+        run(["podman", "rm", "--force", name], check=False)
+        run(["podman", "run", "--detach", "--name", name, *PODMAN_RUN, BASE_IMAGE, *workload_args(size)])
+        merged = Path(run(["podman", "inspect", "--format", "{{.GraphDriver.Data.MergedDir}}", name]).stdout.strip())
+        tick_of(merged / "state", 4)
+        run(["podman", "container", "checkpoint", "--create-image", image, name])
+        copied = self.work / f"podman-state-{size}"
+        run(["podman", "cp", f"{name}:/state", str(copied)])
+        frozen = read_fields(copied)
+        run(["podman", "push", "--tls-verify=false", image, f"docker://{remote}"])
+        run(["podman", "rm", "--force", name])
+        run(["podman", "rmi", "--force", image])
+        return name, remote, frozen
+
+    def podman_restore(self, name: str, remote: str, frozen: dict[str, str]) -> dict:
+        run(["podman", "rm", "--force", name], check=False)
+        run(["podman", "rmi", "--force", remote], check=False)
+        os.sync()
+        t0 = time.time()
+        run(["podman", "pull", "--tls-verify=false", f"docker://{remote}"])
+        run(["podman", "container", "restore", remote])
+        returned = time.time()
+        merged = Path(run(["podman", "inspect", "--format", "{{.GraphDriver.Data.MergedDir}}", name]).stdout.strip())
+        tick = tick_of(merged / "state", int(frozen["counter"]), t0)
+        tick_of(merged / "state", int(frozen["counter"]) + 2)  # it carries on
+        after = read_fields(merged / "state")
+        run(["podman", "rm", "--force", name], check=False)
+        return {"first_tick": tick - t0, "returned": returned - t0, "all_in": returned - t0,
+                "ok": after["nonce"] == frozen["nonce"]}
+
+
+def cli_report(results: dict) -> str:
+    lines = ["\n### Time to resume and until every page is in (medians)\n",
+             "| memory | restore | first tick | all in | ckpt returned | runs | ok |", "|---|---|---|---|---|---|---|"]
+    for size, modes in results["restore"].items():
+        for mode, runs in modes.items():
+            lines.append(f"| {size} MiB | {mode} | {median(runs, 'first_tick'):.2f} s | {median(runs, 'all_in'):.2f} s | "
+                         f"{median(runs, 'returned'):.2f} s | {len(runs)} | {all(r['ok'] for r in runs)} |")
+    base = results["restore"].get("512", {}).get("ckpt lazy")
+    if base:
+        ref = median(base, "first_tick")
+        lines.append("")
+        for size, modes in results["restore"].items():
+            lazy, eager = modes.get("ckpt lazy"), modes.get("ckpt eager")
+            if lazy and eager:
+                lines.append(f"- {size} MiB: first tick lazy / 512 MiB lazy = {median(lazy, 'first_tick') / ref:.2f}x; "
+                             f"all in lazy / eager = {median(lazy, 'all_in') / median(eager, 'all_in'):.2f}x; "
+                             f"first tick lazy / eager = {median(lazy, 'first_tick') / median(eager, 'first_tick'):.2f}x")
+    for size, kinds in results.get("migrate", {}).items():
+        lines.append(f"\n### Migration at {size} MiB: save + restore, downtime the workload saw (medians)\n")
+        lines.append("| restore | downtime | save | restore (lazy: until every page is in) |\n|---|---|---|---|")
+        for kind, runs in kinds.items():
+            lines.append(f"| {kind} | {median(runs, 'downtime'):.2f} s | {median(runs, 'save'):.2f} s | "
+                         f"{median(runs, 'restore'):.2f} s |")
+        if "lazy" in kinds and "eager" in kinds:
+            lines.append(f"\ndowntime lazy / eager = {median(kinds['lazy'], 'downtime') / median(kinds['eager'], 'downtime'):.2f}x")
+    for size, runs in results.get("inspect", {}).items():
+        lines.append(f"\n`ckpt inspect` of the {size} MiB checkpoint: {median(runs, 'bytes') / 2**20:.2f} MiB of "
+                     f"{runs[0]['total'] / 2**20:.0f} MiB ({100 * median(runs, 'share'):.2f}%), {median(runs, 'time'):.2f} s")
+    for size, runs in results.get("cached", {}).items():
+        lazy = [r["lazy"] for r in runs]
+        eager = [r["eager"] for r in runs]
+        lines.append(f"\nRestart from the cache, {size} MiB: lazy {median(lazy, 'blob_bytes'):.0f} blob bytes, first tick "
+                     f"{median(lazy, 'first_tick'):.2f} s, all in {median(lazy, 'all_in'):.2f} s; eager "
+                     f"{median(eager, 'blob_bytes'):.0f} blob bytes, {median(eager, 'all_in'):.2f} s")
+    return "\n".join(lines)
+
+
+def cli_main(opts: argparse.Namespace) -> int:
+    sizes = [int(s) for s in opts.sizes.split(",") if s]
+    podman_sizes = {int(s) for s in opts.podman_sizes.split(",") if s}
+    migrate_sizes = {int(s) for s in opts.migrate_sizes.split(",") if s}
+    work = Path(tempfile.mkdtemp(prefix="ckpt-lazy-cli-", dir="/var/tmp"))
+    results: dict = {"restore": {}, "migrate": {}, "inspect": {}, "cached": {}}
+    try:
+        with RegistryServer(work) as registry, RecordingProxy(registry.url) as proxy:
+            rig = CliRig(work, registry, proxy)
+            if podman_sizes:
+                rig.podman_ready()
+            for size in sizes:
+                saved = rig.save(size)
+                podman = rig.podman_save(size) if size in podman_sizes else None
+                modes = results["restore"].setdefault(str(size), {})
+                for _ in range(opts.repeat if size < LARGE else opts.repeat_large):
+                    order = ["ckpt lazy", "ckpt eager"] + (["Podman"] if podman else [])
+                    random.shuffle(order)
+                    for mode in order:
+                        if mode == "Podman":
+                            assert podman is not None
+                            res = rig.podman_restore(*podman)
+                        else:
+                            res = rig.restore(saved, lazy=mode == "ckpt lazy")
+                        modes.setdefault(mode, []).append(res)
+                        print(f"{size} MiB {mode}: " + ", ".join(
+                            f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in res.items()), flush=True)
+                    if size in migrate_sizes:
+                        results["inspect"].setdefault(str(size), []).append(rig.inspect(saved))
+                        results["cached"].setdefault(str(size), []).append(rig.cached(saved))
+                        for lazy in (True, False):
+                            res = rig.migrate(size, lazy=lazy)
+                            results["migrate"].setdefault(str(size), {}).setdefault(
+                                "lazy" if lazy else "eager", []).append(res)
+                            print(f"{size} MiB migrate {'lazy' if lazy else 'eager'}: {res}", flush=True)
+                        print(f"inspect: {results['inspect'][str(size)][-1]}; cached: {results['cached'][str(size)][-1]}",
+                              flush=True)
+                if podman:
+                    run(["podman", "rmi", "--force", podman[1]], check=False)
+    finally:
+        subprocess.run(["runc", "--root", str(work / "runc-root"), "list", "-q"], capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
+    print(cli_report(results))
+    if opts.json:
+        opts.json.write_text(json.dumps(results, indent=1))
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--suite", choices=("cli", "plumbing"), default="cli")
+    parser.add_argument("--sizes", default=None, help="MiB of workload memory (cli: 512,2048,8192; plumbing: 512,2048)")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat-large", type=int, default=1, help="cli: repetitions from 4 GiB up")
+    parser.add_argument("--podman-sizes", default="512,2048", help="cli: the sizes Podman is measured at too")
+    parser.add_argument("--migrate-sizes", default="2048", help="cli: the sizes migration downtime is measured at")
+    parser.add_argument("--access", default="idle,busy", help="plumbing: access patterns")
+    parser.add_argument("--modes", default="eager-layout,lazy-layout,eager-registry,lazy-registry",
+                        help="plumbing: restore modes")
+    parser.add_argument("--json", type=Path)
+    opts = parser.parse_args()
+    if os.geteuid() != 0:
+        print("bench/lazy.py needs root (runc, CRIU)", file=sys.stderr)
+        return 1
+    if opts.suite == "plumbing":
+        opts.sizes = opts.sizes or "512,2048"
+        return plumbing_main(opts)
+    opts.sizes = opts.sizes or "512,2048,8192"
+    return cli_main(opts)
 
 
 if __name__ == "__main__":
