@@ -20,15 +20,24 @@ def saved(result: Any, as_json: bool) -> None:
                  "stored once)")
 
 
-def restored(result: Any, as_json: bool) -> None:
+def restored(result: Any, as_json: bool, delivered: dict[str, Any] | None = None) -> None:
+    """`delivered`: by member name, how its lazy restore's page delivery ended (--wait)."""
+    delivered = delivered or {}
     if as_json:
+        members = [{**{k: v for k, v in asdict(m).items() if k != "delivery" or v is not None},
+                    **({"delivered": delivered[m.name].to_json()} if m.name in delivered else {})}
+                   for m in result.members]
         ui.print_json({"kind": "pod", "pod": result.pod, "digest": result.digest, "engine": result.engine,
-                       "origin": result.origin, "members": [asdict(m) for m in result.members],
-                       "warnings": list(result.warnings)})
+                       "origin": result.origin, "members": members, "warnings": list(result.warnings)})
         return
     ui.out.print(f"restored pod {result.pod} into {result.engine}:")
     for member in result.members:
-        ui.out.print(f"  {member.name:<12} {member.container} (pid {member.pid})")
+        if member.name in delivered:
+            view = delivered[member.name]
+            lazily = f", memory: {view.state}"
+        else:
+            lazily = f", memory arriving (ckpt status {member.container})" if member.delivery else ""
+        ui.out.print(f"  {member.name:<12} {member.container} (pid {member.pid}){lazily}")
     for warning in result.warnings:
         ui.err.print(f"[bold yellow]WARNING[/]: {ui.escape(warning)}")
 
@@ -88,21 +97,30 @@ def save(pod: str, members: list[str] | None, dest: str | None, *, engine: str |
 
 
 def restore(ref: str, *, name: str | None, engine: str | None, runc_root: Any, force: bool, lazy: bool,
-            if_running: bool, registry: Any, as_json: bool) -> bool:
+            if_running: bool, registry: Any, as_json: bool, wait: bool = False,
+            lazy_deadline: float | None = None) -> bool:
     """`ckpt restore REF` when REF is a pod: restore it and say so (True); False when it is no pod."""
     from ..porcelain.pod.places import ref_or_path
     from ..porcelain.pod.restore import PodRestoreRequest, restore_if_pod
     from .app import home
 
     request = PodRestoreRequest(name=name, engine=engine, runc_root=runc_root, force=force, lazy=lazy,
-                                if_running=if_running)
-    # No progress thread with --lazy: a single container's lazy restore forks after this looked.
+                                if_running=if_running, lazy_deadline=lazy_deadline)
+    # No progress thread with --lazy: a lazy restore forks its page supervisors while none runs.
     with ui.progress(not as_json and not lazy) as on_progress:
         result = restore_if_pod(ref, ref_or_path(ref), request, home=home(), registry=registry.options(),
                                 on_progress=on_progress)
     if result is None:
         return False
-    restored(result, as_json)
+    delivered = {}
+    if wait:
+        from .status import follow
+
+        delivered = {m.name: follow(m.delivery, display=False) for m in result.members if m.delivery}
+    restored(result, as_json, delivered)
+    failed = [view.error() for view in delivered.values() if view.error() is not None]
+    if failed:
+        raise failed[0]  # type: ignore[misc]
     return True
 
 

@@ -109,7 +109,8 @@ def restore(
     lazy: Annotated[bool, typer.Option(
         "--lazy", help="runc: run the container before its memory has arrived. A background page supervisor "
                        "brings the memory in (what the container touches first), until every page is in; "
-                       "`ckpt status` shows it. If the memory cannot arrive, the container is killed.")] = False,
+                       "`ckpt status` shows it. If the memory cannot arrive, the container is killed. A runc pod: "
+                       "every member, each with a supervisor of its own.")] = False,
     wait: Annotated[bool, typer.Option(
         "--wait", help="With --lazy: return once every page is in (exit code of the failure if delivery "
                        "fails).")] = False,
@@ -130,7 +131,7 @@ def restore(
     from . import pod
 
     if pod.restore(ref, name=name, engine=engine, runc_root=runc_root, force=force, lazy=lazy, if_running=if_running,
-                   registry=registry, as_json=as_json):
+                   registry=registry, as_json=as_json, wait=wait, lazy_deadline=lazy_deadline):
         return
     request = porcelain.RestoreRequest(name=name, engine=engine, runc_root=runc_root, force=force,
                                        if_running=if_running, decrypt_keys=tuple(private_keys(decrypt_key)), lazy=lazy,

@@ -182,6 +182,35 @@ def test_an_established_connection_between_members_survives(runc_pod, tmp_path, 
     assert not locked(pod.pid("sandbox"))
 
 
+def test_a_pod_restored_lazily_runs_before_its_memory_and_every_member_gets_all_of_it(runc_pod, tmp_path,
+                                                                                      ckpt_home):
+    """--lazy on a pod: each member restored through runc's lazy pages with a page supervisor of
+    its own, fed from the registry's chunks; the established connection survives, and every
+    delivery ends complete (--wait), the pod's lock gone."""
+    pod = runc_pod
+    _, before = start_pod(pod, "keep")
+    with RegistryServer(tmp_path / "registry", auth="none") as reg:
+        ref = f"{reg.host}/pods/{pod.name}:v1"
+        saved = ckpt("save", "--runc-root", str(pod.root), "--pod", pod.name, ref, "--tcp-established", "--insecure",
+                     home=ckpt_home)
+        assert saved.returncode == 0, saved.stderr
+        wipe(pod, ckpt_home)
+        out = ckpt("restore", "--lazy", "--wait", "--runc-root", str(pod.root), ref, "--insecure", "--json",
+                   home=ckpt_home)
+        assert out.returncode == 0, out.stderr
+        shown = ckpt("status", "--json", home=ckpt_home, check=True)
+    members = {m["name"]: m for m in json.loads(out.stdout)["members"]}
+    assert set(members) == {"sandbox", "server", "client"}
+    for member in members.values():
+        assert member["delivery"] and member["delivered"]["state"] == "complete", member
+    statuses = {s["container"]: s["state"] for s in json.loads(shown.stdout)}
+    assert statuses == {pod.id(m): "complete" for m in ("sandbox", "server", "client")}
+    client_bundle = ckpt_home / "containers" / pod.id("client")
+    after = wait_state(client_bundle, lambda s: int(s["sent"]) >= int(before["sent"]) + 20)
+    assert after["nonce"] == before["nonce"] and after["ok"] == "1"
+    assert not locked(pod.pid("sandbox"))
+
+
 def test_a_pod_whose_member_criu_refuses_runs_on_and_nothing_is_stored(runc_pod, tmp_path, ckpt_home):
     pod = runc_pod
     pod.start("sandbox", ["/bin/sleep", "1000000"])

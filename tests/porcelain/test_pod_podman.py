@@ -229,6 +229,9 @@ def test_podman_pod_restore_under_a_new_name_and_its_refusals(shop, private_host
                                                                                           tcp_established=True))))
     with pytest.raises(UsageError, match="only under the containers' own names"):
         restore_if_pod("tcp:v1", ref_or_path("tcp:v1"), PodRestoreRequest(name="shop3"))
+    with pytest.raises(UsageError, match="cannot restore a pod lazily"):
+        restore_if_pod("shop:v1", ref_or_path("shop:v1"), PodRestoreRequest(name="shop4", lazy=True))
+    assert not any(name.startswith("shop4") for name in shop.containers)
 
 
 def test_a_member_podman_cannot_restore_takes_the_whole_new_pod_away(shop, private_host):

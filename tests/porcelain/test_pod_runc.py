@@ -328,12 +328,10 @@ def test_a_failed_member_restore_removes_everything_the_restore_made(pod, privat
     assert leftovers(private_host) == []
 
 
-def test_lazy_and_if_running_are_refused_for_a_pod(pod):
+def test_if_running_is_refused_for_a_pod(pod):
     _save()
-    for request, said in ((PodRestoreRequest(lazy=True), "--lazy"), (PodRestoreRequest(if_running=True),
-                                                                      "--if-running-ok")):
-        with pytest.raises(UsageError, match=said):
-            restore_if_pod("web:v1", ref_or_path("web:v1"), request)
+    with pytest.raises(UsageError, match="--if-running-ok"):
+        restore_if_pod("web:v1", ref_or_path("web:v1"), PodRestoreRequest(if_running=True))
 
 
 def test_inspect_shows_the_members_and_what_they_share(pod):

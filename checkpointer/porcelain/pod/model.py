@@ -81,6 +81,7 @@ class RestoredMember:
     container: str  # the engine's id (runc) or name (Podman)
     pid: int
     warnings: tuple[str, ...] = ()
+    delivery: str | None = None  # restored lazily: its page delivery (`ckpt status`), still under way
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,16 +16,17 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ...criu import config as criu_config
 from ...criu import netns
 from ...errors import AlreadyExists, NotFound, UsageError
 from ...format import pod as podfmt
+from ...format.read import Checkpoint
 from ...format.source import BlobSource
 from ...runtime import pod_lock
 from ...runtime.runc import ContainerState, Runc, criu_leaves_tmp_as_it_was, load_spec, rootfs_of
@@ -38,6 +39,12 @@ from ..rollback import RESTORE_INTERRUPTED, undone_on_failure
 from . import freeze
 from .model import Frozen, Member, Pod, RestoredMember, RestoredPod, member_name, restored_id
 
+if TYPE_CHECKING:
+    from .restore import LazyMembers
+
+# Restores one member with the engine given (its placement in the pod set): what it restored, and
+# its page delivery's id when restored lazily.
+RestoreMember = Callable[[RuncEngine, Checkpoint, str], tuple[Restored, str | None]]
 POD_NAME_KEY = "dev.ckpt.pod.name"  # on the sandbox's spec: the pod's name (default: the sandbox's id)
 # The runtime-spec namespace types and their files under /proc/PID/ns.
 NS_FILES = {"network": "net", "ipc": "ipc", "uts": "uts", "pid": "pid", "mount": "mnt", "cgroup": "cgroup",
@@ -265,6 +272,25 @@ class RuncPods:
         return None
 
     def restore(self, source: BlobSource, pod: podfmt.PodCheckpoint, name: str | None) -> RestoredPod:
+        def member(engine: RuncEngine, checkpoint: Checkpoint, container: str) -> tuple[Restored, str | None]:
+            return engine.restore(source, checkpoint, container, Staged()), None
+
+        return self._restore_all(pod, name, member)
+
+    def restore_lazy(self, pod: podfmt.PodCheckpoint, name: str | None, lazy: LazyMembers) -> RestoredPod:
+        """As restore, each member through `runc restore --lazy-pages` with a page supervisor of its
+        own (`lazy.start`), its memory read from where the pod was read, on demand."""
+
+        def member(engine: RuncEngine, checkpoint: Checkpoint, container: str) -> tuple[Restored, str | None]:
+            source, pages = lazy.start(checkpoint, container, self.ctx.home.bundle_path(container))
+            try:
+                return engine.restore_lazy(source, checkpoint, container, pages), pages.id
+            finally:
+                pages.abandon()  # nothing once the member runs; else its supervisor stops, nothing left
+
+        return self._restore_all(pod, name, member)
+
+    def _restore_all(self, pod: podfmt.PodCheckpoint, name: str | None, member: RestoreMember) -> RestoredPod:
         config = pod.config
         ids = {m.name: restored_id(m.name, m.id, name) for m in config.members}
         with ExitStack() as stack:
@@ -274,10 +300,10 @@ class RuncPods:
             if taken:
                 raise AlreadyExists(f"runc containers named {', '.join(taken)} exist already",
                                     hint="restore the pod under another name with --name NEWPOD, or remove them")
-            return self._restore(source, pod, ids, name or config.pod.name)
+            return self._restore(pod, ids, name or config.pod.name, member)
 
-    def _restore(self, source: BlobSource, pod: podfmt.PodCheckpoint, ids: dict[str, str],
-                 new_pod: str) -> RestoredPod:
+    def _restore(self, pod: podfmt.PodCheckpoint, ids: dict[str, str], new_pod: str,
+                 restore_member: RestoreMember) -> RestoredPod:
         config = pod.config
         done: list[Restored] = []
         held: list[tuple[pod_lock.NetnsLock, Any]] = []
@@ -303,10 +329,10 @@ class RuncPods:
                     placement = Placement(joins={kind: f"/proc/{sandbox_pid}/ns/{NS_FILES[kind]}"
                                                  for kind in member.joins()}, locked=bool(held))
                 with phase(f"restore {name}"):
-                    restored = RuncEngine(self.ctx, runc=self.runc, placement=placement).restore(
-                        source, pod.checkpoints[name], ids[name], Staged())
+                    engine = RuncEngine(self.ctx, runc=self.runc, placement=placement)
+                    restored, delivery = restore_member(engine, pod.checkpoints[name], ids[name])
                 done.append(restored)
-                members.append(RestoredMember(name, restored.container, restored.pid, restored.warnings))
+                members.append(RestoredMember(name, restored.container, restored.pid, restored.warnings, delivery))
                 if name == config.sandbox and member.namespaces.get("network") == podfmt.OWN:
                     # Before any member comes back: the first one restored would talk at once to a
                     # peer not restored yet, and get a reset (runtime/pod_lock.py).
