@@ -208,6 +208,9 @@ def check_members(config: PodConfig) -> None:
     for member in config.members:
         if not _NAME.fullmatch(member.name):
             raise CorruptData(f"pod member name {member.name!r} is not [A-Za-z0-9][A-Za-z0-9_.-]*")
+        if member.id and not _NAME.fullmatch(member.id):  # restored under it: a runc id, a bundle directory
+            raise CorruptData(f"pod member {member.name!r} has the container id {member.id!r}, which is not "
+                              "[A-Za-z0-9][A-Za-z0-9_.-]*")
         for kind, owner in member.namespaces.items():
             if kind not in NAMESPACE_TYPES:
                 raise CorruptData(f"member {member.name!r}: unknown namespace type {kind!r}")

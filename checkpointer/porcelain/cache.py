@@ -48,8 +48,7 @@ def cache_limit(home: Home) -> int:
 
 
 def open_cache(home: Home) -> ChunkCache:
-    if not home.root.exists():
-        home.root.mkdir(mode=0o700, parents=True)  # it holds memory images: owner only
+    home.ensure_root()  # it holds memory images: owner only
     return ChunkCache(cache_path(home), cache_limit(home))
 
 

@@ -5,6 +5,7 @@ import errno
 import fcntl
 import logging
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -13,12 +14,14 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
-from ..errors import StorageError
+from ..errors import StorageError, UsageError
 from ..oci.layout import Layout
 
 log = logging.getLogger(__name__)
 
 TMPFS = Path("/dev/shm")
+# A container id that is one plain path component (what runc takes, less "." and ".." and odd signs).
+CONTAINER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,253}")
 _TMPFS_MARGIN = 512 << 20
 
 
@@ -101,18 +104,31 @@ class Home:
     def store_path(self) -> Path:
         return self.root / "store"
 
-    def store(self) -> Layout:
+    def ensure_root(self) -> Path:
+        """The home directory, made owner-only if it is not there yet (whatever command comes
+        first): it will hold memory images, bundles and a lazy restore's pages."""
         if not self.root.exists():
-            self.root.mkdir(mode=0o700, parents=True)  # it will hold memory images: owner only
+            self.root.mkdir(mode=0o700, parents=True)
+        return self.root
+
+    def store(self) -> Layout:
+        self.ensure_root()
         return Layout(self.store_path, create=True)
 
     def rescue_path(self, name: str, suffix: str = "") -> Path:
         """Where to keep what a failed save could not put back: $CKPT_HOME/rescue/NAME-TIME."""
-        path = self.root / "rescue" / f"{name}-{datetime.now():%Y%m%dT%H%M%S}{suffix}"
+        path = self.ensure_root() / "rescue" / f"{name}-{datetime.now():%Y%m%dT%H%M%S}{suffix}"
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
     def bundle_path(self, name: str) -> Path:
+        """The bundle of container `name`, which comes from a --name or from a checkpoint (which
+        may be hostile): a name that is no single plain path component is refused, as runc refuses
+        it, before anything is made or removed there."""
+        if not CONTAINER_ID.fullmatch(name):
+            raise UsageError(f"{name!r} is not a container id ckpt restores under: letters, digits, '_', '.', '-', "
+                             "beginning with a letter or digit",
+                             hint="restore it under another name with --name ID")
         return self.root / "containers" / name
 
     @contextmanager
@@ -122,7 +138,7 @@ class Home:
         page-cache-backed disk is measurably slower, and the bytes are read back at once."""
         parent = _fast_scratch(size_hint)
         if parent is None:
-            parent = self.root / "tmp"
+            parent = self.ensure_root() / "tmp"
             parent.mkdir(parents=True, exist_ok=True)
         path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
         # Held for the run's lifetime: `ckpt fsck` removes only work dirs whose lock is free.

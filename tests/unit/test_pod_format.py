@@ -68,6 +68,8 @@ def test_config_reads_back_as_written(store: Layout) -> None:
     (lambda o: o.update(sandbox="ghost"), "none of its members"),
     (lambda o: o.update(schemaVersion=2), "schemaVersion"),
     (lambda o: o["members"][1].update(name="../x"), "is not"),
+    (lambda o: o["members"][1].update(id="../../victim"), "container id"),  # restored under it: a bundle path
+    (lambda o: o["members"][0].update(id=".."), "container id"),
     (lambda o: o.update(members=[]), "malformed"),
     (lambda o: o["members"][2]["manifest"].update(size="12"), "negative"),
     (lambda o: o.update(networkLock="maybe"), "networkLock"),

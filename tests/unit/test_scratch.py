@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from checkpointer.errors import UsageError
 from checkpointer.porcelain import home as home_mod
 from checkpointer.porcelain.home import Home
 
@@ -132,3 +133,18 @@ def test_fsck_is_not_blocked_by_a_fifo_planted_as_a_lock(tmp_path: Path, shm: Pa
     (linked / ".owner").symlink_to(tmp_path / "elsewhere")
     _, leftovers = fsck(home=Home(tmp_path / "home"), repair=False, full=False)
     assert dead in leftovers and linked not in leftovers
+
+
+@pytest.mark.parametrize("name", ["..", ".", "../victim", "a/b", "", ".hidden", "-x", "x" * 300])
+def test_a_container_id_that_is_no_plain_path_component_has_no_bundle(tmp_path: Path, name: str) -> None:
+    """A checkpoint (perhaps hostile) or --name names the bundle directory a restore makes and,
+    when one is left from a killed restore, removes: `..` would be CKPT_HOME itself."""
+    with pytest.raises(UsageError, match="not a container id"):
+        Home(tmp_path / "home").bundle_path(name)
+    assert Home(tmp_path / "home").bundle_path("web.v1_2-b") == tmp_path / "home" / "containers" / "web.v1_2-b"
+
+
+def test_the_home_is_private_whichever_command_makes_it(tmp_path: Path) -> None:
+    home = Home(tmp_path / "a" / "home")
+    home.ensure_root()
+    assert stat.S_IMODE(home.root.stat().st_mode) == 0o700
