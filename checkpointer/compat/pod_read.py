@@ -109,6 +109,13 @@ def _json(path: Path) -> Any:
         raise CorruptData(f"{path.name} in the pod checkpoint is not valid JSON: {exc}") from None
 
 
+def _object(path: Path) -> dict[str, Any]:
+    found = _json(path)
+    if not isinstance(found, dict):
+        raise CorruptData(f"{path.name} in the pod checkpoint is not a JSON object")
+    return found
+
+
 def _member_path(root: Path, relative: str, what: str) -> Path:
     """`root`/`relative`, which must stay under `root` and be no link."""
     parts = relative.split("/")
@@ -190,13 +197,14 @@ def _gen1(root: Path) -> Read:
         if not isinstance(directory, str) or "/" in directory:
             raise CorruptData(f"{POD_OPTIONS} names {directory!r} as a container's directory")
         source = _member_path(root, directory, "container directory")
-        config = _json(source / keys.CONFIG_DUMP)
+        config = _object(source / keys.CONFIG_DUMP)
         members.append(_Member(_short_name(str(key)), str(config.get("id") or directory.split("-")[0]), source))
     engine = annotations.get(ann.CRIU_ENGINE_NAME) or ("containerd" if (root / POD_DUMP).exists() else "cri-o")
     identity = podfmt.PodIdentity(annotations.get(podfmt.POD_NAME, ""), annotations.get(podfmt.POD_ID, ""),
                                   annotations.get(podfmt.POD_NAMESPACE, ""), annotations.get(podfmt.POD_UID, ""))
     if not identity.name and (root / POD_DUMP).exists():
-        identity = replace(identity, name=str(((_json(root / POD_DUMP).get("metadata")) or {}).get("name", "")))
+        metadata = _object(root / POD_DUMP).get("metadata")
+        identity = replace(identity, name=str(metadata.get("name", "") if isinstance(metadata, dict) else ""))
     pod_files = [POD_OPTIONS] + ([POD_DUMP] if (root / POD_DUMP).is_file() else [])
     return GEN1, _named(identity), engine, members, annotations, pod_files
 
@@ -217,7 +225,8 @@ def _gen2(root: Path, work: Path) -> Read:
                           "checkpoint layout this ckpt knows (CRI-O's version 1, containerd's version 2)",
                           hint="a newer ckpt may read it")
     pod_config = _json(root / POD_CONFIG)
-    metadata = (pod_config.get("metadata") or {}) if isinstance(pod_config, dict) else {}
+    metadata = pod_config.get("metadata") if isinstance(pod_config, dict) else None
+    metadata = metadata if isinstance(metadata, dict) else {}
     identity = podfmt.PodIdentity(str(metadata.get("name", "")), str(manifest.get("sandboxId", "")),
                                   str(metadata.get("namespace", "")), str(metadata.get("uid", "")))
     members = []

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import atomic
-from ..errors import UsageError
+from ..errors import CorruptData, UsageError
 from ..format import pod as podfmt
 from ..format.read import unpack_layer
 from ..format.source import BlobSource
@@ -73,12 +73,15 @@ def _crio(layout: Layout, pod: podfmt.PodCheckpoint, files: dict[str, bytes], de
           on_progress: OnProgress) -> int:
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise UsageError(f"{dest} is not an empty directory", hint="CRI-O writes a pod checkpoint into one")
-    manifest: Any = json.loads(files[MANIFEST])
+    manifest = _json(files, MANIFEST)
+    entries = manifest.get("containers") if isinstance(manifest, dict) else None
+    if not isinstance(entries, list) or not all(isinstance(entry, dict) for entry in entries):
+        raise CorruptData(f"the pod checkpoint's {MANIFEST} has no list of containers")
     by_id = {m.id: m for m in pod.config.members}
     (dest / "containers").mkdir(parents=True, exist_ok=True)
     atomic.write_bytes(dest / POD_CONFIG, files[POD_CONFIG])
     containers = []
-    for entry in manifest.get("containers") or []:
+    for entry in entries:
         member = by_id.get(entry.get("id"))
         if member is None:
             raise UsageError(f"the pod checkpoint has no member {entry.get('id')!r}, which its {MANIFEST} names")
@@ -94,10 +97,17 @@ def _crio(layout: Layout, pod: podfmt.PodCheckpoint, files: dict[str, bytes], de
 
 def _gen1(layout: Layout, pod: podfmt.PodCheckpoint, files: dict[str, bytes], dest: Path,
           on_progress: OnProgress) -> int:
-    options: Any = json.loads(files[POD_OPTIONS])
-    directories = {str(v): str(k) for k, v in (options.get("containers") or {}).items()}
+    options = _json(files, POD_OPTIONS)
+    containers = options.get("containers") if isinstance(options, dict) else None
+    if not isinstance(containers, dict):
+        raise CorruptData(f"the pod checkpoint's {POD_OPTIONS} has no map of containers")
+    directories = {str(v): str(k) for k, v in containers.items()}
     by_key = {}
     for directory in directories:
+        # The names come from the stored engine layer (a registry's, perhaps): each must be one
+        # directory inside the archive, as the reader demands (pod_read.py).
+        if not directory or "/" in directory or directory in (".", "..") or "\0" in directory:
+            raise CorruptData(f"{POD_OPTIONS} names {directory!r} as a container's directory")
         member = next((m for m in pod.config.members if directory.startswith(f"{m.id}-")), None)
         if member is None:
             raise UsageError(f"the pod checkpoint has no member for {directory!r}, which its {POD_OPTIONS} names")
@@ -113,6 +123,13 @@ def _gen1(layout: Layout, pod: podfmt.PodCheckpoint, files: dict[str, bytes], de
             (root / directory).mkdir()
             fill_archive_dir(layout, pod.checkpoints[member.name], root / directory, on_progress=on_progress)
         return archive.write(root, dest, compression="none")
+
+
+def _json(files: dict[str, bytes], name: str) -> Any:
+    try:
+        return json.loads(files[name])
+    except (ValueError, RecursionError) as exc:
+        raise CorruptData(f"the pod checkpoint's {name} is not JSON: {exc}") from None
 
 
 def _archive(layout: Layout, checkpoint: Any, path: Path, on_progress: OnProgress) -> int:

@@ -194,3 +194,34 @@ def test_the_single_container_reader_refuses_a_pod(criu_images: Path, tmp_path: 
     layout = Layout(tmp_path / "layout", create=True)
     with pytest.raises(UsageError, match="pod checkpoint of several containers"):
         archive_to_ckpt(source, layout, tmp_path / "work")
+
+
+def test_a_member_config_that_is_no_object_is_corrupt_data(criu_images: Path, tmp_path: Path, home: Home) -> None:
+    source = untar(crio_gen1(tmp_path / "pod.tar", criu_images), tmp_path / "pod")
+    options = json.loads((source / "pod.options").read_text())
+    directory = next(iter(options["containers"].values()))
+    (source / directory / "config.dump").write_text("[]")
+    with pytest.raises(CorruptData, match="not a JSON object"):
+        convert_if_pod(str(source), "shop:v1", home=home)
+
+
+@pytest.mark.parametrize("directory", ["/tmp/elsewhere", "..", "a/../../b"])
+def test_a_stored_pod_options_naming_a_directory_outside_is_not_written(directory: str, criu_images: Path,
+                                                                       tmp_path: Path, home: Home) -> None:
+    """The stored engine layer may come from a registry: writing the archive back checks the names
+    again, and writes nothing outside."""
+    from checkpointer.compat import pod_write
+    from checkpointer.progress import noop
+
+    assert convert_if_pod(str(crio_gen1(tmp_path / "pod.tar", criu_images)), "shop:v1", home=home) is not None
+    store = home.store()
+    pod = podfmt.open_pod(store, store.resolve("shop:v1"))
+    files = pod_write.pod_files(store, pod)
+    options = json.loads(files["pod.options"])
+    key = next(iter(options["containers"]))
+    options["containers"][key] = directory
+    files["pod.options"] = json.dumps(options).encode()
+    (tmp_path / "out").mkdir()
+    with pytest.raises(CorruptData, match="container's directory"):
+        pod_write._gen1(store, pod, files, tmp_path / "out" / "pod.tar", noop)
+    assert not (tmp_path / "elsewhere").exists() and list((tmp_path / "out").iterdir()) == []

@@ -26,7 +26,7 @@ from ...compat import archive, keys
 from ...compat.exportdir import POLICY, check_shape, has_archive, unpack_archive_dir
 from ...criu import config as criu_config
 from ...criu import netns
-from ...errors import MissingDependency, NotFound, UsageError
+from ...errors import CorruptData, MissingDependency, NotFound, UsageError
 from ...format import pod as podfmt
 from ...format.read import unpack_layer
 from ...format.source import BlobSource
@@ -154,7 +154,12 @@ class PodmanPods:
             self.runc.stop(member.runc_id, member.pid)
 
         def stopped() -> None:
-            self.podman.remove_pod(pod.identity.id)
+            # The saved members go; the pod too once nothing else is in it (--member: the others
+            # run on in it, as do containers that were not running and so were not saved).
+            for member in pod.members:
+                self.podman.remove(member.runc_id)
+            if self.podman.pod_exists(pod.identity.id) and not self.podman.pod(pod.identity.id).containers:
+                self.podman.remove_pod(pod.identity.id)
 
         return freeze.frozen(self.runc, pod, work, leave_running=options.criu.leave_running, dump_one=dump_one,
                              stop=stop, stopped=stopped, on_progress=self.ctx.on_progress, lock=lock, host=self.host)
@@ -181,8 +186,13 @@ class PodmanPods:
             for layer in pod.engine_layers(source):
                 unpack_layer(source, layer, Path(tmp), POLICY)
             infra = _infra_from(Path(tmp) / INFRA_INSPECT)
-            saved = json.loads((Path(tmp) / POD_INSPECT).read_text()) if (Path(tmp) / POD_INSPECT).is_file() else {}
+            try:
+                saved = json.loads((Path(tmp) / POD_INSPECT).read_text()) if (Path(tmp) / POD_INSPECT).is_file() else {}
+            except (ValueError, RecursionError) as exc:
+                raise CorruptData(f"the pod checkpoint's {POD_INSPECT} is not JSON: {exc}") from None
         saved = saved[0] if isinstance(saved, list) and saved else saved
+        if not isinstance(saved, dict):
+            raise CorruptData(f"the pod checkpoint's {POD_INSPECT} is not a JSON object")
         share = tuple(s for s in (saved.get("SharedNamespaces") or SHAREABLE) if s in SHAREABLE)
         names = {m.name: (f"{new}-{m.name}" if renamed else None) for m in config.members}
         pulled = [image for image in {infra.image, *(c.config.base_name for c in pod.checkpoints.values())}
@@ -242,7 +252,9 @@ class PodmanPods:
 def _infra_from(path: Path) -> Infra:
     try:
         obj = json.loads(path.read_text())[0]
-    except (OSError, ValueError, IndexError, KeyError, TypeError):
+    except (OSError, ValueError, IndexError, KeyError, TypeError, RecursionError):
+        return Infra(image="", command=(), network="", pid=0)
+    if not isinstance(obj, dict):
         return Infra(image="", command=(), network="", pid=0)
     entrypoint = (obj.get("Config") or {}).get("Entrypoint") or []
     entrypoint = [entrypoint] if isinstance(entrypoint, str) else list(entrypoint)
