@@ -46,7 +46,8 @@ class PodPodman(ScriptedPodman):
 
     def _pod_json(self, name: str) -> str:
         pod = self.pods[name]
-        containers = [{"Id": f"id-{m}", "Name": m, "State": self.containers[m].status} for m in pod["members"]]
+        containers = [{"Id": f"id-{m}", "Name": m, "State": self.containers[m].status} for m in pod["members"]
+                      if m in self.containers]  # a container removed (`podman rm`) leaves its pod
         containers.append({"Id": f"id-{name}-infra", "Name": f"{name}-infra", "State": "running"})
         return json.dumps({"Id": pod["Id"], "Name": name, "InfraContainerID": f"id-{name}-infra",
                            "SharedNamespaces": ["uts", "ipc", "net"], "Containers": containers,
@@ -203,6 +204,15 @@ def test_podman_pod_save_freezes_through_runc_exports_each_and_removes_the_pod_o
     assert pod.config.annotations == {"team": "shop"}
     assert pod.config.member("web").namespaces["network"] == podfmt.ENGINE_SANDBOX
     assert {layer.annotations.get("dev.ckpt.layer.role") for layer in pod.engine_layers(store)} == {"engine"}
+
+
+def test_podman_pod_save_of_some_members_leaves_the_others_and_the_pod(shop, private_host):
+    """--member: the saved member is removed once stored; the pod and its other member stay."""
+    result = save_pod(PodSaveRequest(pod="shop", members=("shop-web",), dest="web:v1"))
+    assert sorted(result.members) == ["web"]
+    assert "shop-web" not in shop.containers and shop.containers["shop-db"].status == "running"
+    assert "shop" in shop.pods and "podman pod rm" not in shop.log
+    assert not shop.locks[-1].locked
 
 
 def test_podman_pod_restore_makes_the_pod_again_and_restores_each_member_into_it(shop, private_host):

@@ -14,7 +14,8 @@ from scripted_runtimes import Ctr, ScriptedRunc, sleeper
 from checkpointer.criu import config as criu_config
 from checkpointer.criu import netns
 from checkpointer.criu.options import CriuOptions
-from checkpointer.errors import AlreadyExists, CriuFailed, Interrupted, NotFound, StorageError, UsageError
+from checkpointer.errors import (AlreadyExists, CriuFailed, Interrupted, NotFound, RuntimeFailed, StorageError,
+                                 UsageError)
 from checkpointer.format import pod as podfmt
 from checkpointer.oci.layout import Layout
 from checkpointer.porcelain import engines
@@ -180,7 +181,8 @@ def test_pod_save_freezes_all_locks_dumps_each_stores_one_pod_then_stops_them(po
                                                                   "pause web-client"]
     assert log[_last(log, "checkpoint")] == "checkpoint web-sandbox"  # the sandbox is dumped last
     assert _last(log, "checkpoint") < _first(log, "kill")
-    assert log[-3:] == ["kill web-sandbox", "delete web-sandbox", f"unlock /proc/{sandbox_pid}/ns/net"]
+    # unlocked while the sandbox still holds the namespace (members not saved run on in it)
+    assert log[-3:] == [f"unlock /proc/{sandbox_pid}/ns/net", "kill web-sandbox", "delete web-sandbox"]
     assert "other" in pod.containers and all(name not in pod.containers for name in
                                              ("web-sandbox", "web-server", "web-client"))
     dumps = [call for call in pod.calls if call[0] == "checkpoint"]
@@ -308,6 +310,36 @@ def test_pod_restore_refuses_names_taken_before_it_makes_anything(pod, private_h
     with pytest.raises(AlreadyExists, match="web-sandbox, web-server, web-client"):
         restore_if_pod("web:v1", ref_or_path("web:v1"), PodRestoreRequest())
     assert pod.log == []
+
+
+def test_a_member_that_cannot_be_stopped_after_the_store_still_lets_the_rest_stop_and_unlock(pod, private_host):
+    """Once the pod checkpoint is stored every member is stopped: one whose delete fails is
+    reported (it stays paused, the hint says how to remove it), the others are stopped all the
+    same and the lock goes."""
+    original = PodRunc.__call__
+
+    def refuse(self, cmd, **kwargs):  # noqa: ANN001, ANN003, ANN202
+        if "delete" in cmd and cmd[-1] == "web-server":
+            return self.answer(cmd, cmd, "delete", kwargs, "cannot delete: device busy", 1)
+        return original(self, cmd, **kwargs)
+
+    pod.__class__ = type("Refusing", (PodRunc,), {"__call__": refuse})
+    with pytest.raises(RuntimeFailed, match="stored, but not every member could be stopped: server") as err:
+        _save()
+    assert "runc delete --force" in (err.value.hint or "")
+    assert tags(private_host) == ["web:v1"]  # stored; nothing was put back
+    assert "web-client" not in pod.containers and "web-sandbox" not in pod.containers
+    assert not pod.locks[-1].locked and "guard fires" not in pod.log
+
+
+def test_a_member_left_out_runs_on_unlocked_in_the_sandbox(pod, private_host):
+    """--member: the sandbox and the server are saved and stopped; the client, not saved, runs on
+    in the sandbox's namespaces, and the lock is dropped while they still exist."""
+    save_pod(PodSaveRequest(pod="web", members=("web-server",), dest="web:v1"))
+    assert pod.containers["web-client"].status == "running"
+    unlock = next(i for i, line in enumerate(pod.log) if line.startswith("unlock"))
+    assert unlock < pod.log.index("kill web-sandbox")
+    assert not pod.locks[-1].locked
 
 
 def test_a_failed_member_restore_removes_everything_the_restore_made(pod, private_host):

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ...errors import Interrupted, RuntimeFailed
 from ...progress import OnProgress, Update
 from ...runtime import pod_lock
 from ...runtime.pod_guard import PodGuard
@@ -90,13 +91,38 @@ def frozen(runc: Runc, pod: Pod, work: Path, *, leave_running: bool, dump_one: D
         if leave_running:
             put_back()
             return
-        guard.keep()
-        with phase("stop"):
-            for member in pod.dump_order():  # the sandbox last: the namespaces go with it
+        guard.keep()  # the pod checkpoint is stored: from here on every member is stopped
+        failed: list[str] = []
+        interrupted = False
+
+        def stop_one(member: Member) -> None:
+            nonlocal interrupted
+            try:
                 stop(member)
-            stopped()
-        if lock is not None:
-            lock.unlock(missing_ok=True)  # nothing left to unlock once the sandbox is gone
+            except KeyboardInterrupt:  # stopping is quick, and half a stopped pod helps nobody
+                interrupted = True
+                stop_one(member)
+            except Exception as exc:  # the others are stopped all the same
+                failed.append(f"{member.name} ({member.runc_id}): {exc}")
+
+        with phase("stop"):
+            others = [m for m in pod.dump_order() if m.name != pod.sandbox]
+            for member in others:
+                stop_one(member)
+            if lock is not None:  # while the sandbox holds the namespace: members not saved run on in it
+                lock.unlock(missing_ok=True)
+            for member in pod.dump_order():
+                if member.name == pod.sandbox:  # last: the namespaces go with it
+                    stop_one(member)
+            if not failed:
+                stopped()
+        if failed:
+            raise RuntimeFailed("the pod checkpoint is stored, but not every member could be stopped: "
+                                + "; ".join(failed),
+                                hint="each is still paused where it ran: remove it (`runc delete --force ID`) "
+                                     "before the checkpoint is restored anywhere")
+        if interrupted:
+            raise Interrupted("interrupted after the pod checkpoint was stored; every member was stopped")
 
     state = FrozenPod(pod, work, dump_one, commit, on_progress)
     with undone_on_failure(put_back, interrupted=SAVE_INTERRUPTED):
