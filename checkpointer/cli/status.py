@@ -79,6 +79,8 @@ def show(views: list[DeliveryView]) -> None:
         end = (st.finished if st is not None and st.finished else now) if view.started else None
         took = f", {end - view.started:.1f} s" if end is not None else ""
         ui.out.print(f"{view.container or view.id:<24} {view.state:<9} {pages}{fetched}{took}")
+        if view.state == "exited":
+            ui.out.print("  the container ended on its own before every page was in")
         if (error := view.error()) is not None:
             ui.out.print(f"  [red]error[/] (exit {error.exit_code}): {ui.escape(str(error))}")
             if error.hint:

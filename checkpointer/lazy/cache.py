@@ -170,6 +170,8 @@ class ChunkCache:
             try:
                 self.layout.verify_blob(desc)
             except (CorruptData, NotFound) as exc:
+                if isinstance(exc, NotFound) and not path.exists():
+                    continue  # evicted while this looked (a supervisor's trim): gone, not damaged
                 damaged.append(desc.digest)
                 problems.append((desc.digest, str(exc)))
                 if repair:

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
-from ..errors import CkptError, CorruptData, RegistryError, Unreachable
+from ..errors import CkptError, CorruptData, RegistryError, StorageError, Unreachable
 from ..retry import RetryPolicy
 from .chunks import Chunk, ChunkMap
 from .decode import decompress
@@ -197,7 +197,11 @@ class Memory:
             try:
                 packed = self._fetch(chunk, entry)
                 data = decompress(packed, chunk.length, f"pages chunk {chunk.desc.digest}")
-            except CkptError as exc:
+            except Exception as exc:  # a foreign one too: the readers hear why at once, not at the deadline
+                if not isinstance(exc, CkptError):
+                    log.exception("pages chunk %s: unexpected failure", chunk.desc.digest)
+                    exc = StorageError(f"pages chunk {chunk.desc.digest} could not be read: {exc}") \
+                        if isinstance(exc, OSError) else CkptError(f"pages chunk {chunk.desc.digest}: {exc!r}")
                 log.info("pages chunk %s cannot be had: %s", chunk.desc.digest, exc)
                 with self._lock:
                     entry.error = exc

@@ -87,9 +87,12 @@ class RegistrySource:
         data = verify_bytes(bytes(sink.data), desc.digest, desc.size, what="pages chunk")
         self._counted()
         if self.cache is not None:
-            with self.cache.writing(known_digest=desc.digest) as writer:
-                writer.write(data)
-                writer.commit(desc.media_type, expected=desc.digest)
+            try:
+                with self.cache.writing(known_digest=desc.digest) as writer:
+                    writer.write(data)
+                    writer.commit(desc.media_type, expected=desc.digest)
+            except OSError as exc:  # a full disk: the pages are here all the same, only not kept
+                log.warning("pages chunk %s not kept in the cache: %s", desc.digest, exc.strerror or exc)
         return data
 
     def fetch_into(self, desc: Descriptor, layout: Layout) -> None:

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..criu.options import log_tail
-from ..errors import CkptError, CriuFailed
+from ..errors import CkptError, CriuFailed, StorageError
 from ..progress import Update
 from .chunks import ChunkMap
 from .daemon import LazyPagesDaemon
@@ -86,6 +86,8 @@ class Supervisor:
         daemon_work = job.work / "daemon"
         daemon_work.mkdir(mode=0o700)
         self.daemon = LazyPagesDaemon(job.images, daemon_work)  # starts while the pages files are made
+        if self.guard is not None:  # from now on a dead supervisor's daemon is killed, not left waiting
+            self.guard.hold([], daemon=self.daemon.pid)
         self.source = open_source(job.source)
         self.index = PageIndex.load(job.images)
         self.chunk_map = ChunkMap(list(job.chunks))
@@ -359,7 +361,12 @@ def main(argv: list[str]) -> int:
     supervisor = Supervisor(Job.from_json(json.loads((work / JOB_FILE).read_bytes())), guard)
     try:
         supervisor.prepare()
-    except CkptError as exc:
+    except Exception as exc:  # a full disk writing the pages files too: said, and nothing left behind
+        if not isinstance(exc, CkptError):
+            log.exception("the lazy restore could not be prepared")
+            exc = StorageError(f"the lazy restore could not be prepared: {exc}",
+                               hint="is the disk under CKPT_HOME full?") if isinstance(exc, OSError) \
+                else CkptError(f"the lazy restore could not be prepared: {exc!r}")
         supervisor._let_go()  # nothing was restored yet: nothing to stop
         supervisor.board.update(state=FAILED, error=error_json(exc), finished=time.time())
         _say(ready, "failed")

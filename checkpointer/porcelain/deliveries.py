@@ -28,7 +28,7 @@ from ..errors import CkptError, CorruptData
 from ..lazy.handle import Delivery, error_of
 from ..lazy.job import Job, SourceSpec
 from ..lazy.memory import DELIVERY_RETRY
-from ..lazy.status import FINAL, Status
+from ..lazy.status import EXITED, FINAL, Status
 from ..lazy.stop import Stopper
 from ..lazy.supervisor import is_alive
 from ..oci.model import Descriptor
@@ -39,6 +39,10 @@ LAZY_DIR = "lazy"
 RECORD_FILE = "restore.json"
 LOST, GONE = "lost", "gone"  # the supervisor died with pages still to come / before it had a job
 POLL = 0.1
+# A restore's directory is made before its supervisor starts and takes supervisor.lock (an
+# interpreter's start, on a loaded machine a second or more): until this long after its last change
+# a directory without a supervisor or a status is taken to be starting, not gone.
+START_GRACE = 60.0
 
 
 class SupervisorLost(CkptError):
@@ -78,6 +82,7 @@ class DeliveryView:
     record: Record | None
     status: Status | None
     alive: bool  # its supervisor still runs
+    young: bool = False  # made moments ago: its supervisor may not have taken its lock yet
 
     @property
     def container(self) -> str:
@@ -86,7 +91,7 @@ class DeliveryView:
     @property
     def state(self) -> str:
         if self.status is None:
-            return "starting" if self.alive else GONE
+            return "starting" if self.alive or self.young else GONE
         if self.status.final or self.alive:
             return self.status.state
         return LOST
@@ -103,6 +108,8 @@ class DeliveryView:
 
     def error(self) -> CkptError | None:
         """Why delivery failed, as the ckpt error (class and exit code) it failed with."""
+        if self.state == EXITED:
+            return None  # the container ended on its own: nothing failed (status.json says when)
         if self.state == LOST:
             return SupervisorLost("the page supervisor died before every page was in; its guard killed the "
                                   "container", hint=f"see {self.work / 'supervisor.log'}")
@@ -136,7 +143,11 @@ def read_delivery(work: Path) -> DeliveryView:
         status = Status.read(work)
     except (OSError, ValueError, CorruptData):
         pass
-    return DeliveryView(work.name, work, record, status, is_alive(work))
+    try:
+        young = time.time() - work.stat().st_mtime < START_GRACE
+    except OSError:
+        young = False
+    return DeliveryView(work.name, work, record, status, is_alive(work), young)
 
 
 def list_deliveries(home: Home, container: str | None = None) -> list[DeliveryView]:
@@ -172,10 +183,19 @@ def remove_finished(home: Home) -> list[Path]:
     """Remove the directories of lazy restores whose supervisor is gone; returns them."""
     removed = []
     for view in list_deliveries(home):
-        if not view.alive:
+        if not view.alive and not (view.young and view.status is None):
             shutil.rmtree(view.work, ignore_errors=True)
             removed.append(view.work)
     return removed
+
+
+def discard(work: Path, *, timeout: float = 15.0) -> None:
+    """Remove the record of a lazy restore that was undone (its container removed by the caller)
+    once its supervisor, which notices, has ended."""
+    deadline = time.monotonic() + timeout
+    while is_alive(work) and time.monotonic() < deadline:
+        time.sleep(POLL)
+    shutil.rmtree(work, ignore_errors=True)
 
 
 class LazyPages:
@@ -189,8 +209,8 @@ class LazyPages:
         """`deadline`: the longest a page may wait for the source (the registry) before the
         container is killed (default: lazy/memory.py's, 30 s)."""
         self.policy = DELIVERY_RETRY if deadline is None else replace(DELIVERY_RETRY, deadline=deadline)
-        parent = home.root / LAZY_DIR
-        parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        parent = home.ensure_root() / LAZY_DIR
+        parent.mkdir(mode=0o700, exist_ok=True)
         self.work = Path(tempfile.mkdtemp(prefix="r", dir=parent))
         self.images = self.work / "images"
         self.images.mkdir()

@@ -17,12 +17,12 @@ import pytest
 from test_engines import runc  # noqa: F401 - the scripted runc fixture
 from test_restore import _blob_gets, _new_host, keys  # noqa: F401 - the key pair fixture
 
-from checkpointer.errors import CorruptData, CriuFailed, NotFound, UsageError
+from checkpointer.errors import CkptError, CorruptData, CriuFailed, NotFound, UsageError
 from checkpointer.lazy import cache as lazy_cache
 from checkpointer.lazy.cache import ChunkCache
 from checkpointer.lazy.handle import error_of
 from checkpointer.lazy.job import JOB_FILE, Job
-from checkpointer.lazy.status import COMPLETE, FAILED, READY, SERVING, Status, error_json
+from checkpointer.lazy.status import COMPLETE, EXITED, FAILED, READY, SERVING, Status, error_json
 from checkpointer.lazy.supervisor import LOCK_FILE
 from checkpointer.oci.model import Descriptor
 from checkpointer.porcelain import cache as porcelain_cache
@@ -262,11 +262,14 @@ def test_a_restart_from_the_cache_fetches_no_blob(world, ckpt, registry, private
 def _record(root: Path, name: str, state: str | None, *, alive: bool = False, error=None, **kw) -> Path:  # noqa: ANN001, ANN003
     work = root / "home" / LAZY_DIR / f"r-{name}"
     work.mkdir(parents=True)
+    age = kw.pop("age", 0)
     (work / RECORD_FILE).write_text(json.dumps(Record(name, "runc", f"reg/x/{name}:v1", "sha256:" + "0" * 64,
                                                       None, time.time() - 5).to_json()))
     if state is not None:
         Status(state, 4242, total_bytes=1 << 20, served_bytes=kw.pop("served", 1 << 19), started=time.time() - 5,
                error=error_json(error) if error else None, **kw).write(work)
+    if age:  # its last change that long ago
+        os.utime(work, (time.time() - age, time.time() - age))
     if alive:  # as a live supervisor holds it
         fd = os.open(work / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -285,7 +288,7 @@ def records(private_host):
         "bad": _record(private_host, "bad", FAILED, error=CorruptData("chunk x: digest mismatch"),
                        finished=time.time()),
         "lost": _record(private_host, "lost", SERVING),
-        "gone": _record(private_host, "gone", None),
+        "gone": _record(private_host, "gone", None, age=deliveries.START_GRACE + 1),
     }
     while _held:
         os.close(_held.pop())
@@ -306,6 +309,24 @@ def test_status_shows_every_delivery_in_its_state(ckpt, records, private_host):
     assert ckpt("status", "done", "--wait").code == 0
     assert ckpt("status", "nothing").code == NotFound.exit_code
     assert ckpt("status", "live", "--wait", "--timeout", "0.2").code == 1  # still under way
+
+
+def test_a_restore_whose_supervisor_has_not_taken_its_lock_yet_is_starting_and_kept(ckpt, private_host):
+    """Its directory is made before the supervisor starts: status says starting, fsck --repair
+    leaves it (it removed such directories while their supervisor came up)."""
+    work = _record(private_host, "new", None)
+    (view,) = list_deliveries(Home(private_host / "home"))
+    assert view.state == "starting" and not view.final
+    assert ckpt("fsck", "--repair").code == 0 and work.is_dir()
+
+
+def test_a_container_that_ended_on_its_own_is_no_failure(ckpt, private_host):
+    _record(private_host, "ended", EXITED, error=CkptError("the container exited before every page was in"),
+            finished=time.time())
+    (view,) = list_deliveries(Home(private_host / "home"))
+    assert view.state == EXITED and view.final and view.error() is None
+    res = ckpt("status", "ended", "--wait")
+    assert res.code == 0 and "ended on its own" in res.out
 
 
 def test_wait_for_follows_a_delivery_until_it_ends(records):

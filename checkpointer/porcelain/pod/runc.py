@@ -31,6 +31,7 @@ from ...format.source import BlobSource
 from ...runtime import pod_lock
 from ...runtime.runc import ContainerState, Runc, criu_leaves_tmp_as_it_was, load_spec, rootfs_of
 from ...timing import phase
+from ..deliveries import discard
 from ..engines.base import ConfigFacts, Context, Dumped, DumpOptions, Restored, Staged
 from ..engines.placement import Placement
 from ..engines.runc import RuncEngine
@@ -281,14 +282,23 @@ class RuncPods:
         """As restore, each member through `runc restore --lazy-pages` with a page supervisor of its
         own (`lazy.start`), its memory read from where the pod was read, on demand."""
 
+        running: list[Path] = []  # the work directories of the members restored so far
+
         def member(engine: RuncEngine, checkpoint: Checkpoint, container: str) -> tuple[Restored, str | None]:
             source, pages = lazy.start(checkpoint, container, self.ctx.home.bundle_path(container))
             try:
-                return engine.restore_lazy(source, checkpoint, container, pages), pages.id
+                restored = engine.restore_lazy(source, checkpoint, container, pages)
             finally:
                 pages.abandon()  # nothing once the member runs; else its supervisor stops, nothing left
+            running.append(pages.work)
+            return restored, pages.id
 
-        return self._restore_all(pod, name, member)
+        try:
+            return self._restore_all(pod, name, member)
+        except BaseException:
+            for work in running:  # their containers are gone (the rollback): so are their records
+                discard(work)
+            raise
 
     def _restore_all(self, pod: podfmt.PodCheckpoint, name: str | None, member: RestoreMember) -> RestoredPod:
         config = pod.config
@@ -321,17 +331,21 @@ class RuncPods:
         members: list[RestoredMember] = []
         with undone_on_failure(remove, interrupted=RESTORE_INTERRUPTED):
             sandbox_pid = 0
+            pids: dict[str, int] = {}
             for name in config.restore_order:
                 member = config.member(name)
                 if name == config.sandbox:
                     placement = Placement(annotations={POD_NAME_KEY: new_pod})
                 else:
-                    placement = Placement(joins={kind: f"/proc/{sandbox_pid}/ns/{NS_FILES[kind]}"
-                                                 for kind in member.joins()}, locked=bool(held))
+                    # Each namespace from the member that owns it now (the sandbox, as ckpt saves
+                    # pods; another member in other writers' pods), restored before it.
+                    placement = Placement(joins={kind: f"/proc/{pids.get(owner, sandbox_pid)}/ns/{NS_FILES[kind]}"
+                                                 for kind, owner in member.joins().items()}, locked=bool(held))
                 with phase(f"restore {name}"):
                     engine = RuncEngine(self.ctx, runc=self.runc, placement=placement)
                     restored, delivery = restore_member(engine, pod.checkpoints[name], ids[name])
                 done.append(restored)
+                pids[name] = restored.pid
                 members.append(RestoredMember(name, restored.container, restored.pid, restored.warnings, delivery))
                 if name == config.sandbox and member.namespaces.get("network") == podfmt.OWN:
                     # Before any member comes back: the first one restored would talk at once to a
