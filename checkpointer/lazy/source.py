@@ -2,6 +2,8 @@
 against its descriptor's digest and size before a byte of it is used."""
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -11,6 +13,8 @@ from ..oci.model import Descriptor
 
 if TYPE_CHECKING:
     from .job import SourceSpec
+
+log = logging.getLogger(__name__)
 
 
 class ChunkSource(Protocol):
@@ -35,6 +39,14 @@ class LayoutSource:
         data = self.layout.read_blob(desc)  # digest and size checked before it returns
         self.fetched_bytes += len(data)  # a counter for reports only: a lost update does no harm
         return data
+
+    def pin(self, chunks: Sequence[Descriptor]) -> None:
+        """Keep the chunks in the layout while this process serves them: a `ckpt rm` of the tag
+        meanwhile must not take the memory of a running container away."""
+        try:
+            self.layout.pin(c.digest for c in chunks)
+        except OSError as exc:  # a layout this user cannot write (read-only, say): its blobs stay anyway
+            log.warning("cannot pin the chunks in %s: %s", self.layout.root, exc.strerror or exc)
 
     def close(self) -> None:
         pass

@@ -91,6 +91,9 @@ class Supervisor:
         self.source = open_source(job.source)
         self.index = PageIndex.load(job.images)
         self.chunk_map = ChunkMap(list(job.chunks))
+        pin = getattr(self.source, "pin", None)
+        if pin is not None:  # a local store: its gc must not take chunks still to come
+            pin(job.chunks)
         self.memory = Memory(self.source, self.chunk_map, self.index, policy=job.policy, jobs=job.jobs,
                              budget=job.budget)
         write_eager_pages(job.images, self.index, self.chunk_map, self.memory)

@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
@@ -161,6 +161,18 @@ class Layout:
         fcntl.flock(fd, fcntl.LOCK_SH)
         self._session = fd  # closed (and the lock dropped) when the process ends
         self._session_path = Path(name)
+
+    def pin(self, digests: Iterable[str]) -> None:
+        """Keep these blobs from gc() for as long as this process lives, whatever becomes of the tags
+        that name them (a lazy restore reads its chunks after `ckpt rm` may have untagged them): a
+        session of this process, and the blobs made as new as it, under the lock gc() takes."""
+        with self.locked():
+            self._open_session()
+            for digest in digests:
+                try:
+                    os.utime(self.blob_path(digest))
+                except FileNotFoundError:
+                    pass  # the reader finds it missing and says so
 
     def _live_sessions_since(self) -> float | None:
         """The start time of the oldest live writing session of another process or Layout, if any."""

@@ -361,6 +361,29 @@ def test_gc_removes_unreferenced_blobs_only(store: Layout) -> None:
     assert assert_index_sound(store).manifests[0].annotations[ann.REF_NAME] == "keep:v1"
 
 
+def test_blobs_another_process_pinned_outlive_their_tag_until_it_ends(store: Layout) -> None:
+    """A lazy restore's supervisor pins its chunks: `ckpt rm` of the tag meanwhile (a gc in another
+    process) keeps them; once the supervisor is gone they go."""
+    import subprocess
+    import sys
+
+    _, manifest = put_checkpoint(store, "lazy:v1", layers=(b"chunk one", b"chunk two"))
+    chunks = [layer.digest for layer in manifest.layers]
+    pinner = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from checkpointer.oci.layout import Layout; "
+                               f"Layout(sys.argv[1]).pin({chunks!r}); print('pinned', flush=True); sys.stdin.read()",
+         str(store.root)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert pinner.stdout is not None and pinner.stdout.readline().strip() == "pinned"
+        store.untag("lazy:v1")
+        store.gc()
+        assert {d[7:] for d in chunks} <= blob_names(store)
+    finally:
+        pinner.communicate("")
+    store.gc()
+    assert not {d[7:] for d in chunks} & blob_names(store)
+
+
 def test_gc_removes_abandoned_ingest_files_but_not_a_live_writers(store: Layout) -> None:
     (store.root / "ingest" / "blob-crashed").write_bytes(b"x" * 100)
     live = store.writer()
