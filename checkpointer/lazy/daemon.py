@@ -28,6 +28,7 @@ class LazyPagesDaemon:
             raise MissingDependency("criu is not installed", hint="install CRIU >= 4 (scripts/setup.sh does)")
         self.log = work / LOG_NAME
         self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        _room_for_requests(theirs)
         ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
         try:
             # A session of its own: a Ctrl-C or a kill of the caller's process group must not
@@ -75,3 +76,18 @@ class LazyPagesDaemon:
             self.process.kill()
             self.process.wait()
         self.sock.close()
+
+
+# The daemon sends a page request for every process in flight at once, without waiting, on a socket
+# it made non-blocking: each small request takes about a kilobyte of its send buffer, so the default
+# (208 KiB) ran out at about 200 processes and the daemon failed ("Can't send PSI ... Resource
+# temporarily unavailable"). Room for thousands; root may go past net.core.wmem_max.
+REQUEST_BUFFER = 16 << 20
+SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32)
+
+
+def _room_for_requests(sock: socket.socket) -> None:
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_SNDBUFFORCE, REQUEST_BUFFER)
+    except OSError:  # not root: as much as wmem_max allows
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, REQUEST_BUFFER)

@@ -36,6 +36,7 @@ def run(control: socket.socket) -> int:
     pidfds: dict[int, int] = {}
     daemon: int | None = None
     held: list[int] = []
+    parts: list[int] = []  # descriptors of a hold whose last part has not come yet
     try:
         while True:
             data, fds, _, _ = socket.recv_fds(control, 1 << 16, MAX_FDS)
@@ -46,8 +47,12 @@ def run(control: socket.socket) -> int:
                     signal.pidfd_send_signal(daemon, signal.SIGKILL)
                 return 1
             message = json.loads(data)
+            if "part" in message:  # the first descriptors of a hold too large for one message
+                parts.extend(fds)
+                control.send(b"ok")
+                continue
             if "hold" in message:
-                held, old = list(fds), held
+                held, old, parts = [*parts, *fds], held, []
                 for fd in old:
                     os.close(fd)
             else:
@@ -70,7 +75,7 @@ def run(control: socket.socket) -> int:
                 return 0
             control.send(b"ok")
     finally:
-        for fd in [*held, *pidfds.values(), *([daemon] if daemon is not None else [])]:
+        for fd in [*held, *parts, *pidfds.values(), *([daemon] if daemon is not None else [])]:
             os.close(fd)
 
 

@@ -15,6 +15,7 @@ from ..errors import CkptError
 from .forked import ForkedProcess
 from .stop import Stopper
 
+FDS_PER_MESSAGE = 250  # SCM_RIGHTS carries at most 253 (SCM_MAX_FD)
 log = logging.getLogger(__name__)
 
 ACK_TIMEOUT = 10.0
@@ -64,7 +65,13 @@ class GuardClient:
                 self._pids = list(pids)
             if daemon is not None:
                 self._daemon = daemon
-            self._send({"hold": len(copies), "pids": self._pids, "daemon": self._daemon}, copies)
+            # The kernel passes at most 253 descriptors in one message: a container of more
+            # processes has its userfaultfds sent in parts, the guard holding them all once the last came.
+            rest = copies
+            while len(rest) > FDS_PER_MESSAGE:
+                self._send({"part": FDS_PER_MESSAGE}, rest[:FDS_PER_MESSAGE])
+                rest = rest[FDS_PER_MESSAGE:]
+            self._send({"hold": len(copies), "pids": self._pids, "daemon": self._daemon}, rest)
 
     def release(self) -> None:
         """Nothing to guard any more (every page is in, or the container was stopped already)."""

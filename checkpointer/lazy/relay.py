@@ -102,7 +102,7 @@ class Relay:
             try:
                 daemon.connect(f"/proc/self/fd/{self._dirs[1]}/{SOCKET_NAME}")
                 self._relay(restore, daemon)
-            except (OSError, CriuFailed) as exc:
+            except Exception as exc:  # whatever it is, the restore must hear of it (no hang)
                 log.warning("lazy-pages socket relay: %s", exc)
                 self.on_error(exc if isinstance(exc, CriuFailed) else
                               CriuFailed(f"the restore's descriptors could not be passed to criu lazy-pages: {exc}"))
