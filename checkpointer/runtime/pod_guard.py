@@ -19,7 +19,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .pod_lock import NetnsLock, Tools
+from ..errors import RuntimeFailed
+from .pod_lock import CHAIN, NetnsLock, Tools
 from .resume_guard import DUMP_WAIT, _dump_running, _status
 
 
@@ -33,14 +34,23 @@ class PodGuard:
                 "tools": asdict(lock.tools) if lock else None}
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "checkpointer.runtime.pod_guard", json.dumps(plan)],
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             start_new_session=True, close_fds=True, cwd=Path(__file__).resolve().parents[2])
 
     def keep(self) -> None:
         self._finish(b"keep\n")
 
     def fire(self) -> None:
+        """Put the pod back; RuntimeFailed saying what could not be (the guard did what it could)."""
+        if self._proc.stdin is not None and self._proc.stdin.closed:
+            return  # fired (or kept) before: said once
         self._finish(b"")
+        if self._proc.returncode:
+            said = self._proc.stderr.read().decode(errors="replace").strip() if self._proc.stderr else ""
+            raise RuntimeFailed(f"the pod could not be put back entirely: {said or 'its guard failed'}",
+                                hint="resume what is still paused (`runc resume ID`) and remove the lock "
+                                     f"(`nsenter --net=NETNS iptables -D INPUT -j {CHAIN}; ... -X {CHAIN}`, "
+                                     "and ip6tables the same)")
 
     def _finish(self, verdict: bytes) -> None:
         assert self._proc.stdin is not None
@@ -53,16 +63,20 @@ class PodGuard:
         self._proc.wait()
 
 
-def _resume(runc: list[str], container: str) -> None:
+def _resume(runc: list[str], container: str) -> bool:
+    """Resume `container`; whether it is no longer paused."""
     for _ in range(100):
         if _status(runc, container) in (None, "running", "stopped"):
-            return
+            return True
         subprocess.run([*runc, "resume", container], capture_output=True)
         time.sleep(0.05)
+    return False
 
 
-def put_back(plan: dict[str, Any]) -> None:
-    """Wait for the dump in flight, drop the lock, resume every container (each as best it can)."""
+def put_back(plan: dict[str, Any]) -> list[str]:
+    """Wait for the dump in flight, drop the lock, resume every container (each as best it can);
+    returns what could not be done."""
+    problems = []
     # What ckpt left running when it died: a dump (its command line holds `marker`), or the lock
     # being taken (nsenter's holds the namespace's path). Unlocking under either would not last.
     markers = [m.encode() for m in (plan.get("marker"), plan.get("unlock")) if m]
@@ -74,17 +88,25 @@ def put_back(plan: dict[str, Any]) -> None:
         lock = NetnsLock(plan["unlock"], Tools(tools["nsenter"], tuple(tools["restore"]), tuple(tools["check"])))
         try:
             lock.unlock(missing_ok=True)
-        except Exception:  # the containers are to be resumed whatever happens here
-            pass
+        except Exception as exc:  # the containers are to be resumed whatever happens here
+            problems.append(f"the network lock in {plan['unlock']} stays: {exc}")
     for container in plan.get("resume") or ():
-        _resume(plan["runc"], container)
+        if not _resume(plan["runc"], container):
+            problems.append(f"{container} stays paused")
+    return problems
 
 
 def main(argv: list[str]) -> int:
     plan = json.loads(argv[0])
     if sys.stdin.readline().strip() == "keep":
         return 0
-    put_back(plan)
+    problems = put_back(plan)
+    if problems:
+        try:  # ckpt reads this when it fired; when ckpt is dead nobody does
+            print("; ".join(problems), file=sys.stderr, flush=True)
+        except OSError:
+            pass
+        return 1
     return 0
 
 
