@@ -195,7 +195,18 @@ def discard(work: Path, *, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while is_alive(work) and time.monotonic() < deadline:
         time.sleep(POLL)
-    shutil.rmtree(work, ignore_errors=True)
+    remove_record(work)
+
+
+def remove_record(work: Path, *, tries: int = 20) -> None:
+    """Remove a lazy restore's directory, again if something still ending (CRIU's, the guard's
+    last writes) put a file there meanwhile: a directory left half-removed reads as a restore
+    that is starting."""
+    for _ in range(tries):
+        shutil.rmtree(work, ignore_errors=True)
+        if not work.exists():
+            return
+        time.sleep(0.05)
 
 
 class LazyPages:
@@ -260,7 +271,7 @@ class LazyPages:
             status = Status.read(self.work)
         except (OSError, ValueError, CorruptData):
             status = None
-        shutil.rmtree(self.work, ignore_errors=True)
+        remove_record(self.work)
         if status is None or status.error is None or status.error.get("type") == "Abandoned":
             return None
         return error_of(status)
