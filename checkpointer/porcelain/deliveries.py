@@ -42,7 +42,7 @@ POLL = 0.1
 # A restore's directory is made before its supervisor starts and takes supervisor.lock (an
 # interpreter's start, on a loaded machine a second or more): until this long after its last change
 # a directory without a supervisor or a status is taken to be starting, not gone.
-START_GRACE = 60.0
+START_GRACE = 15.0
 
 
 class SupervisorLost(CkptError):
