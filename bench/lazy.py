@@ -636,7 +636,12 @@ def cli_main(opts: argparse.Namespace) -> int:
                 if podman:
                     run(["podman", "rmi", "--force", podman[1]], check=False)
     finally:
-        subprocess.run(["runc", "--root", str(work / "runc-root"), "list", "-q"], capture_output=True)
+        listed = subprocess.run(["runc", "--root", str(work / "runc-root"), "list", "-q"], capture_output=True,
+                                text=True).stdout.split()
+        for name in listed:  # what a failed round left: this run's containers only (its own runc root)
+            subprocess.run(["runc", "--root", str(work / "runc-root"), "delete", "--force", name], capture_output=True)
+        if podman_sizes:
+            run(["podman", "rmi", "--force", BASE_IMAGE], check=False)
         shutil.rmtree(work, ignore_errors=True)
     print(cli_report(results))
     if opts.json:
