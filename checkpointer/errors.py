@@ -1,6 +1,7 @@
 """The one exception tree of ckpt; every class has a fixed process exit code."""
 from __future__ import annotations
 
+import errno
 from typing import ClassVar
 
 
@@ -120,3 +121,20 @@ class Interrupted(CkptError):
 EXIT_CODES: dict[str, int] = {cls.__name__: cls.exit_code for cls in (
     CkptError, UsageError, NotFound, AlreadyExists, RuntimeFailed, CriuFailed, IncompatibleHost,
     CorruptData, RegistryError, AuthError, Unreachable, MissingDependency, StorageError, Busy, Interrupted)}
+
+
+def disk_error(what: str, exc: OSError) -> StorageError:
+    """An OSError of the local disk as a StorageError that says what was being done."""
+    return StorageError(f"{what}: {exc.strerror or exc} ({getattr(exc, 'filename', '') or ''})",
+                        hint="free some space or point CKPT_HOME at a bigger disk"
+                        if exc.errno == errno.ENOSPC else None)
+
+
+def as_ckpt_error(what: str, exc: Exception) -> CkptError:
+    """Any exception as ckpt's own, once, where it leaves a module: an OSError as a disk error, one
+    of ckpt's as it is, anything else as a CkptError naming it."""
+    if isinstance(exc, CkptError):
+        return exc
+    if isinstance(exc, OSError):
+        return disk_error(what, exc)
+    return CkptError(f"{what}: {exc!r}")

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
-from ..errors import CkptError, CorruptData, RegistryError, StorageError, Unreachable
+from ..errors import CkptError, CorruptData, RegistryError, Unreachable, as_ckpt_error
 from ..retry import RetryPolicy
 from .chunks import Chunk, ChunkMap
 from .decode import decompress
@@ -200,8 +200,7 @@ class Memory:
             except Exception as exc:  # a foreign one too: the readers hear why at once, not at the deadline
                 if not isinstance(exc, CkptError):
                     log.exception("pages chunk %s: unexpected failure", chunk.desc.digest)
-                    exc = StorageError(f"pages chunk {chunk.desc.digest} could not be read: {exc}") \
-                        if isinstance(exc, OSError) else CkptError(f"pages chunk {chunk.desc.digest}: {exc!r}")
+                exc = as_ckpt_error(f"pages chunk {chunk.desc.digest} could not be read", exc)
                 log.info("pages chunk %s cannot be had: %s", chunk.desc.digest, exc)
                 with self._lock:
                     entry.error = exc

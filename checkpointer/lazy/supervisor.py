@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..criu.options import log_tail
-from ..errors import CkptError, CriuFailed, StorageError
+from ..errors import CkptError, CriuFailed, as_ckpt_error
 from ..progress import Update
 from .chunks import ChunkMap
 from .daemon import LazyPagesDaemon
@@ -367,9 +367,7 @@ def main(argv: list[str]) -> int:
     except Exception as exc:  # a full disk writing the pages files too: said, and nothing left behind
         if not isinstance(exc, CkptError):
             log.exception("the lazy restore could not be prepared")
-            exc = StorageError(f"the lazy restore could not be prepared: {exc}",
-                               hint="is the disk under CKPT_HOME full?") if isinstance(exc, OSError) \
-                else CkptError(f"the lazy restore could not be prepared: {exc!r}")
+        exc = as_ckpt_error("the lazy restore could not be prepared", exc)
         supervisor._let_go()  # nothing was restored yet: nothing to stop
         supervisor.board.update(state=FAILED, error=error_json(exc), finished=time.time())
         _say(ready, "failed")

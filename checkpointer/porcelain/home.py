@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
-from ..errors import StorageError, UsageError
+from ..errors import UsageError, disk_error
 from ..oci.layout import Layout
 
 log = logging.getLogger(__name__)
@@ -165,6 +165,4 @@ def disk_errors(what: str) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        raise StorageError(f"{what}: {exc.strerror or exc} ({getattr(exc, 'filename', '') or ''})",
-                           hint="free some space or point CKPT_HOME at a bigger disk"
-                           if exc.errno == errno.ENOSPC else None) from exc
+        raise disk_error(what, exc) from exc
