@@ -120,18 +120,28 @@ class LazyEngine(Protocol):
 def lazy_source(engine: Engine, opened: Opened, home: Home) -> SourceSpec:
     """Where the page supervisor reads the memory from; UsageError saying why this checkpoint cannot
     be restored lazily (before anything is fetched but its manifest and config)."""
-    checkpoint = opened.checkpoint
-    if checkpoint.manifest.encrypted:
-        raise UsageError("an encrypted checkpoint cannot be restored lazily: its memory would have to be decrypted "
-                         "by the page supervisor, a background process that outlives this command, and ckpt does "
-                         "not hand private keys (or the layers' keys) to a process of its own making",
-                         hint="restore it without --lazy (with --decrypt-key)")
+    refuse_encrypted(opened.checkpoint)
     if not isinstance(engine, LazyEngine):
         raise UsageError(f"the {engine.name} engine cannot restore lazily: ckpt serves the memory to CRIU's "
                          "lazy-pages daemon beside `runc restore --lazy-pages`, which only runc containers have here",
                          hint="restore it without --lazy")
-    ChunkMap(list(checkpoint.layers(roles.PAGES)))  # UsageError if the memory is not in address-aligned chunks
-    return chunk_source(opened.source, home)
+    return pages_source(opened.checkpoint, opened.source, home)
+
+
+def refuse_encrypted(checkpoint: Checkpoint, whose: str = "") -> None:
+    """UsageError if `checkpoint` is encrypted (`whose`: which one, in a pod)."""
+    if checkpoint.manifest.encrypted:
+        raise UsageError(f"{whose}an encrypted checkpoint cannot be restored lazily: its memory would have to be "
+                         "decrypted by the page supervisor, a background process that outlives this command, and "
+                         "ckpt does not hand private keys (or the layers' keys) to a process of its own making",
+                         hint="restore it without --lazy (with --decrypt-key)")
+
+
+def pages_source(checkpoint: Checkpoint, source: Source, home: Home) -> SourceSpec:
+    """Where a page supervisor reads the memory of `checkpoint`, read through `source`, from;
+    UsageError if the memory is not in address-aligned chunks or `source` cannot serve them."""
+    ChunkMap(list(checkpoint.layers(roles.PAGES)))
+    return chunk_source(source, home)
 
 
 def refuse_unrestorable(engine: Engine, source: Source, checkpoint: Checkpoint) -> None:

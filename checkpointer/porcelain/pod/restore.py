@@ -25,13 +25,15 @@ from ...errors import UsageError
 from ...format.pod import PodCheckpoint
 from ...format.read import Checkpoint
 from ...format.source import BlobSource
+from ...lazy.job import SourceSpec
 from ...progress import OnProgress, noop
 from ...reference import Ref
 from ..deliveries import LazyPages, Record
 from ..engines.base import Context
 from ..home import Home
 from ..hostcheck import refuse_incompatible
-from ..places import RegistryOptions, chunk_source
+from ..places import RegistryOptions
+from ..restore import pages_source, refuse_encrypted
 from . import engines
 from .model import RestoredMember, RestoredPod
 from .places import OpenedPod, open_pod
@@ -67,25 +69,22 @@ class LazyMembers:
 
     def __init__(self, opened: OpenedPod, home: Home, ref: str, deadline: float | None) -> None:
         self.opened, self.home, self.ref, self.deadline = opened, home, ref, deadline
+        self._served: dict[str, SourceSpec] = {}  # by member manifest digest (refuse_unservable)
 
     def refuse_unservable(self) -> None:
-        """UsageError, before any member is restored, if some member's memory cannot be served."""
-        from ...format import roles
-        from ...lazy.chunks import ChunkMap
-
+        """UsageError, before any member is restored, if some member's memory cannot be served
+        (each member as a single container's lazy restore checks it); keeps where each is served from."""
         for name, checkpoint in self.opened.pod.checkpoints.items():
-            if checkpoint.manifest.encrypted:
-                raise UsageError(f"member {name!r} of the pod is encrypted, and an encrypted checkpoint cannot be "
-                                 "restored lazily", hint="restore the pod without --lazy (with --decrypt-key)")
-            ChunkMap(list(checkpoint.layers(roles.PAGES)))  # UsageError if not in address-aligned chunks
-            chunk_source(self.opened.source_for(checkpoint.descriptor), self.home)
+            refuse_encrypted(checkpoint, whose=f"member {name!r} of the pod is encrypted, and ")
+            source = self.opened.source_for(checkpoint.descriptor)
+            self._served[checkpoint.descriptor.digest] = pages_source(checkpoint, source, self.home)
 
     def start(self, checkpoint: Checkpoint, container: str, bundle: Path) -> tuple[BlobSource, LazyPages]:
         """The member's source, and its page supervisor (started, waiting for its job)."""
         source = self.opened.source_for(checkpoint.descriptor)
         pages = LazyPages(self.home, deadline=self.deadline)
         try:
-            pages.source = chunk_source(source, self.home)
+            pages.source = self._served[checkpoint.descriptor.digest]
             pages.describe(Record(container, "runc", self.ref, checkpoint.descriptor.digest, str(bundle), time.time()))
         except BaseException:
             pages.abandon()
