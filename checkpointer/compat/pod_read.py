@@ -103,10 +103,15 @@ def _regular(path: Path, limit: int) -> bytes:
 
 
 def _json(path: Path) -> Any:
+    return loads(_regular(path, MAX_JSON), path.name)
+
+
+def loads(data: bytes, name: str) -> Any:
+    """The pod file `name` (`data`) parsed; CorruptData if it is not JSON."""
     try:
-        return json.loads(_regular(path, MAX_JSON))
+        return json.loads(data)
     except (ValueError, RecursionError) as exc:
-        raise CorruptData(f"{path.name} in the pod checkpoint is not valid JSON: {exc}") from None
+        raise CorruptData(f"{name} in the pod checkpoint is not valid JSON: {exc}") from None
 
 
 def _object(path: Path) -> dict[str, Any]:

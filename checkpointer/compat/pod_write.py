@@ -27,7 +27,7 @@ from ..oci.layout import Layout
 from ..progress import OnProgress, noop
 from . import archive
 from .exportdir import POLICY
-from .pod_read import CRIO, GEN1, MANIFEST, POD_CONFIG, POD_DUMP, POD_OPTIONS, crio_archive_name
+from .pod_read import CRIO, GEN1, MANIFEST, POD_CONFIG, POD_DUMP, POD_OPTIONS, crio_archive_name, loads
 from .write_archive import fill_archive_dir
 
 SHAPES = (CRIO, GEN1)
@@ -73,7 +73,7 @@ def _crio(layout: Layout, pod: podfmt.PodCheckpoint, files: dict[str, bytes], de
           on_progress: OnProgress) -> int:
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise UsageError(f"{dest} is not an empty directory", hint="CRI-O writes a pod checkpoint into one")
-    manifest = _json(files, MANIFEST)
+    manifest = loads(files[MANIFEST], MANIFEST)
     entries = manifest.get("containers") if isinstance(manifest, dict) else None
     if not isinstance(entries, list) or not all(isinstance(entry, dict) for entry in entries):
         raise CorruptData(f"the pod checkpoint's {MANIFEST} has no list of containers")
@@ -97,7 +97,7 @@ def _crio(layout: Layout, pod: podfmt.PodCheckpoint, files: dict[str, bytes], de
 
 def _gen1(layout: Layout, pod: podfmt.PodCheckpoint, files: dict[str, bytes], dest: Path,
           on_progress: OnProgress) -> int:
-    options = _json(files, POD_OPTIONS)
+    options = loads(files[POD_OPTIONS], POD_OPTIONS)
     containers = options.get("containers") if isinstance(options, dict) else None
     if not isinstance(containers, dict):
         raise CorruptData(f"the pod checkpoint's {POD_OPTIONS} has no map of containers")
@@ -123,13 +123,6 @@ def _gen1(layout: Layout, pod: podfmt.PodCheckpoint, files: dict[str, bytes], de
             (root / directory).mkdir()
             fill_archive_dir(layout, pod.checkpoints[member.name], root / directory, on_progress=on_progress)
         return archive.write(root, dest, compression="none")
-
-
-def _json(files: dict[str, bytes], name: str) -> Any:
-    try:
-        return json.loads(files[name])
-    except (ValueError, RecursionError) as exc:
-        raise CorruptData(f"the pod checkpoint's {name} is not JSON: {exc}") from None
 
 
 def _archive(layout: Layout, checkpoint: Any, path: Path, on_progress: OnProgress) -> int:

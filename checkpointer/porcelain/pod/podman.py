@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 
 from ...compat import archive, keys
 from ...compat.exportdir import POLICY, check_shape, has_archive, unpack_archive_dir
+from ...compat.pod_read import loads
 from ...criu import config as criu_config
 from ...criu import netns
 from ...errors import CorruptData, MissingDependency, NotFound, UsageError
@@ -186,10 +187,8 @@ class PodmanPods:
             for layer in pod.engine_layers(source):
                 unpack_layer(source, layer, Path(tmp), POLICY)
             infra = _infra_from(Path(tmp) / INFRA_INSPECT)
-            try:
-                saved = json.loads((Path(tmp) / POD_INSPECT).read_text()) if (Path(tmp) / POD_INSPECT).is_file() else {}
-            except (ValueError, RecursionError) as exc:
-                raise CorruptData(f"the pod checkpoint's {POD_INSPECT} is not JSON: {exc}") from None
+            inspected = Path(tmp) / POD_INSPECT
+            saved = loads(inspected.read_bytes(), POD_INSPECT) if inspected.is_file() else {}
         saved = saved[0] if isinstance(saved, list) and saved else saved
         if not isinstance(saved, dict):
             raise CorruptData(f"the pod checkpoint's {POD_INSPECT} is not a JSON object")
