@@ -118,9 +118,9 @@ def restore(ref: str, *, name: str | None, engine: str | None, runc_root: Any, f
 
         delivered = {m.name: follow(m.delivery, display=False) for m in result.members if m.delivery}
     restored(result, as_json, delivered)
-    failed = [view.error() for view in delivered.values() if view.error() is not None]
-    if failed:
-        raise failed[0]  # type: ignore[misc]
+    for view in delivered.values():
+        if (error := view.error()) is not None:
+            raise error
     return True
 
 
