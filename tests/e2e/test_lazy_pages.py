@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from support.procs import process_gone
 from support.registry_server import RegistryServer
 from support.sample import make_bundle, read_state, runc_status, start, wait_for
 
@@ -95,17 +96,6 @@ def _lazy_restore(job: Job, runc_root: Path, bundle: Path, name: str, *, fork: b
     return delivery
 
 
-def _gone(pid: int | None, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while pid and time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                if f.read().split(") ", 1)[1].startswith("Z"):
-                    return True
-        except (FileNotFoundError, ProcessLookupError):
-            return True
-        time.sleep(0.05)
-    return not pid
 
 
 def _carried_on(bundle: Path, before, status: Status) -> None:
@@ -127,7 +117,7 @@ def _killed_cleanly(delivery: Delivery, status: Status, runc_root: Path, name: s
         time.sleep(0.05)
     assert runc_status(runc_root, name) is None
     for pid in (status.daemon_pid, status.guard_pid, status.container_pid):
-        assert _gone(pid), f"process {pid} is still there"
+        assert process_gone(pid), f"process {pid} is still there"
     assert not delivery.job.images.exists()
     last = read_state(bundle / "rootfs")
     assert last.nonce == before.nonce and last.verified == before.checksum
@@ -142,7 +132,7 @@ def test_lazy_restore_from_a_layout(dumped, tmp_path, runc_root, container_name,
     assert delivery.process.returncode == 0
     _carried_on(bundle, before, status)
     assert runc_status(runc_root, container_name) == "running"
-    assert _gone(status.daemon_pid) and _gone(status.guard_pid)
+    assert process_gone(status.daemon_pid) and process_gone(status.guard_pid)
     assert not job.images.exists()  # nothing of the restore is left once every page is in
     assert status.first_request is not None and status.requests > 0
 
@@ -264,12 +254,12 @@ def test_sigkill_of_the_supervisor_gets_the_container_killed(dumped, tmp_path, r
     status = delivery.status()
     os.kill(delivery.pid, signal.SIGKILL)
     delivery.process.wait()
-    assert _gone(pid), "the restored process was left waiting for its pages"
+    assert process_gone(pid), "the restored process was left waiting for its pages"
     deadline = time.monotonic() + 10
     while runc_status(runc_root, container_name) is not None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert runc_status(runc_root, container_name) is None  # the guard killed and removed it
-    assert _gone(status.daemon_pid) and _gone(status.guard_pid)
+    assert process_gone(status.daemon_pid) and process_gone(status.guard_pid)
     last = read_state(bundle / "rootfs")
     assert last.nonce == before.nonce and last.verified == before.checksum
 
@@ -290,7 +280,7 @@ def test_a_container_that_exits_ends_delivery_without_a_kill(dumped, tmp_path, r
     subprocess.run(["runc", "--root", str(runc_root), "kill", container_name, "KILL"], check=True)
     status = delivery.wait(30)
     assert status.state == EXITED and delivery.process.returncode == 0
-    assert _gone(status.daemon_pid) and _gone(status.guard_pid)
+    assert process_gone(status.daemon_pid) and process_gone(status.guard_pid)
     assert not delivery.job.images.exists()
 
 
@@ -306,7 +296,7 @@ def test_a_damaged_chunk_the_restore_itself_reads_is_refused_before_it(dumped, t
         Delivery.start(job)
     status = Status.read(job.work)
     assert status.state == FAILED and status.error["exitCode"] == CorruptData.exit_code
-    assert _gone(status.guard_pid) and status.daemon_pid is None
+    assert process_gone(status.guard_pid) and status.daemon_pid is None
     assert not job.images.exists()
 
 
@@ -317,7 +307,7 @@ def test_an_abandoned_restore_stops_delivery(dumped, tmp_path, runc_root, contai
     delivery.abandon()  # as a caller whose `runc restore` failed
     status = delivery.wait(30)
     assert status.state == FAILED and status.error["type"] == "Abandoned"
-    assert _gone(status.daemon_pid) and _gone(status.guard_pid)
+    assert process_gone(status.daemon_pid) and process_gone(status.guard_pid)
     assert not job.images.exists()
 
 
@@ -330,4 +320,4 @@ def test_sigkill_of_the_supervisor_before_the_restore_leaves_nothing(dumped, tmp
     status = delivery.status()
     os.kill(delivery.pid, signal.SIGKILL)
     delivery.process.wait()
-    assert _gone(status.daemon_pid) and _gone(status.guard_pid)
+    assert process_gone(status.daemon_pid) and process_gone(status.guard_pid)

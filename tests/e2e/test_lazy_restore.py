@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from support.recording_proxy import RecordingProxy
+from support.procs import process_gone
 from support.registry_server import RegistryServer
 from support.sample import REPO, ckpt, make_bundle, read_state, runc_status, start, wait_for
 
@@ -123,17 +124,7 @@ def _carried_on(saved: Saved, bundle: Path) -> None:
     assert after.verified == saved.before.checksum, "memory changed across the lazy restore"
 
 
-def _gone(pid: int | None, timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while pid and time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                if f.read().split(") ", 1)[1].startswith("Z"):
-                    return True
-        except (FileNotFoundError, ProcessLookupError):
-            return True
-        time.sleep(0.05)
-    return not pid
+GONE_WAIT = 15.0  # seconds for a restore's processes to go
 
 
 def _delivery(saved: Saved) -> dict:
@@ -157,7 +148,7 @@ def _nothing_left(saved: Saved, view: dict) -> None:
     assert not saved.bundle().exists()
     status = json.loads((Path(view["workDir"]) / "status.json").read_text())
     for pid in (status["supervisor_pid"], status["daemon_pid"], status["guard_pid"], status["container_pid"]):
-        assert _gone(pid), f"process {pid} is still there"
+        assert process_gone(pid, GONE_WAIT), f"process {pid} is still there"
     assert sorted(p.name for p in Path(view["workDir"]).iterdir() if p.is_dir()) == ["daemon"]  # no images/
 
 
@@ -182,7 +173,8 @@ def test_lazy_restore_from_a_registry_carries_on_with_its_memory(saved):
     assert set(fetched) == set(sizes) and all(fetched[d] == sizes[d] for d in fetched)  # each once, whole
     shown = _delivery(saved)
     assert shown["state"] == "complete" and not shown["alive"]
-    assert _gone(_status_file(saved)["daemon_pid"]) and _gone(_status_file(saved)["guard_pid"])
+    status = _status_file(saved)
+    assert process_gone(status["daemon_pid"], GONE_WAIT) and process_gone(status["guard_pid"], GONE_WAIT)
 
 
 def test_a_restart_from_the_cache_fetches_only_the_manifest(saved):
@@ -321,7 +313,7 @@ def test_sigkill_of_ckpt_during_the_restore_leaves_no_container_hung(saved, mome
         assert view["state"] == "failed" and "went away" in view["error"]["message"], view
         _nothing_left(saved, view)
     for pid in (status["supervisor_pid"], status["daemon_pid"] if view["state"] != "complete" else None):
-        assert _gone(pid)
+        assert process_gone(pid, GONE_WAIT)
 
 
 def test_inspect_and_the_checks_before_a_restore_fetch_only_what_they_need(saved):
